@@ -1,0 +1,56 @@
+"""The FastAPI application."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from api.routes import datasets, jobs, methods
+from persistence.db import get_engine
+from persistence.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+async def _requeue_lost_jobs_forever(every_s: float) -> None:
+    from worker.celery_app import requeue_lost_jobs
+
+    while True:
+        try:
+            requeued = await run_in_threadpool(requeue_lost_jobs)
+            if requeued:
+                log.warning("re-queued jobs whose worker stopped: %s", requeued)
+        except Exception:
+            log.exception("checking for lost jobs failed")
+        await asyncio.sleep(every_s)
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI):
+    reaper = asyncio.create_task(_requeue_lost_jobs_forever(get_settings().reap_every_s))
+    yield
+    reaper.cancel()
+
+
+app = FastAPI(
+    title="deepclust",
+    version="0.1.0",
+    summary="Deep clustering as a service: upload data, run DEC/IDEC/DCCF/R-DC/DSCNSS/IcicleGCN, download clusters.",
+    lifespan=lifespan,
+)
+app.include_router(datasets.router)
+app.include_router(jobs.router)
+app.include_router(methods.router)
+
+
+@app.get("/health", tags=["service"])
+def health() -> dict:
+    with get_engine().connect() as connection:
+        connection.execute(text("SELECT 1"))
+    settings = get_settings()
+    return {"status": "ok", "database": get_engine().dialect.name, "embedded": settings.embedded,
+            "blob_store": settings.blobs}

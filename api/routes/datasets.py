@@ -1,0 +1,78 @@
+import shutil
+import tempfile
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Limit, Offset, SessionDep, dataset_or_404, unprocessable
+from api.schemas import DatasetOut, Page
+from api.uploads import receive_upload
+from core.io import FORMATS, DataError, format_of, read_dataset
+from persistence.db import session_scope
+from persistence.models import Dataset, Job
+from persistence.repository import create_dataset, delete_dataset, page
+from persistence.settings import get_settings
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+Name = Annotated[str | None, Query(max_length=255, pattern=r"^[^\x00-\x1f]*$",
+                                   description="a name; its suffix gives the format when no file name is sent")]
+Column = Annotated[str | None, Query(max_length=255, pattern=r"^[^\x00-\x1f]*$")]
+
+
+@router.post("", status_code=201, response_model=DatasetOut)
+async def upload_dataset(request: Request, response: Response, name: Name = None,
+                         format: Annotated[str | None, Query(description=f"one of {', '.join(FORMATS)}")] = None,
+                         label_column: Column = None, id_column: Column = None):
+    """Upload .npy, .npz (X, optional y and ids), .csv or .parquet, as a multipart file
+    (`curl -F file=@data.npz`) or a raw body (`curl --data-binary @data.npz '...?name=data.npz'`)."""
+    settings = get_settings()
+    folder = tempfile.mkdtemp(prefix="deepclust-upload-")
+    try:
+        path, filename, size = await receive_upload(request, settings.max_upload_bytes, folder)
+        name = name or filename
+        if format is None and name is None:
+            raise unprocessable(["query", "format"], "say the file type: send a file name or ?format=npz")
+        try:
+            fmt = format.lower() if format else format_of(name)
+            if fmt not in FORMATS:
+                raise DataError(f"unsupported format {fmt!r}; use one of {', '.join(FORMATS)}")
+            return await run_in_threadpool(_store, path, fmt, name or f"upload.{fmt}", size,
+                                           label_column, id_column, response)
+        except DataError as exc:
+            raise HTTPException(422, str(exc)) from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _store(path, fmt, name, size, label_column, id_column, response: Response) -> DatasetOut:
+    data = read_dataset(path, fmt, label_column=label_column, id_column=id_column)
+    with session_scope() as session:  # arrays and row in one transaction: nothing half-made
+        row = create_dataset(session, name, fmt, data, size)
+        out = DatasetOut.model_validate(row)
+    response.headers["Location"] = f"/datasets/{out.id}"
+    return out
+
+
+@router.get("", response_model=Page[DatasetOut])
+def list_datasets(session: SessionDep, limit: Limit = 50, offset: Offset = 0):
+    items, total = page(session, select(Dataset).order_by(Dataset.created_at.desc()), limit, offset)
+    return Page(items=[DatasetOut.model_validate(d) for d in items], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut)
+def get_dataset(dataset_id: str, session: SessionDep):
+    return dataset_or_404(session, dataset_id)
+
+
+@router.delete("/{dataset_id}", status_code=204)
+def remove_dataset(dataset_id: str, session: SessionDep) -> None:
+    """Delete a dataset with its jobs and their results; refused while a job on it is active."""
+    row = dataset_or_404(session, dataset_id)
+    active = session.scalar(select(Job.id).where(Job.dataset_id == dataset_id,
+                                                  Job.status.in_(("queued", "running"))).limit(1))
+    if active:
+        raise HTTPException(409, f"job {active} on this dataset is still queued or running; cancel it first")
+    delete_dataset(session, row)
+    session.commit()

@@ -1,0 +1,73 @@
+"""Request and response bodies."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class DatasetOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    format: str
+    n: int
+    shape: list[int]
+    source_dtype: str = Field(description="dtype of the upload; stored as float32")
+    kind: Literal["vectors", "images"]
+    has_labels: bool
+    n_classes: int | None
+    has_ids: bool
+    checksum: str = Field(description="sha256 of the stored float32 array")
+    size_bytes: int
+    stats: dict[str, float]
+    created_at: datetime
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    method: str = Field(max_length=64, description="a name from GET /methods")
+    n_clusters: int = Field(ge=2, le=100_000)
+    params: dict[str, Any] = Field(default_factory=dict, description="the method's parameters; omitted ones take "
+                                                                      "the paper's defaults")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    dataset_id: str
+    method: str
+    n_clusters: int
+    params: dict[str, Any]
+    seed: int
+    status: JobStatus
+    attempts: int
+    cancel_requested: bool
+    progress: dict[str, Any] | None = Field(description="latest phase, step/total, losses and live metrics")
+    metrics: dict[str, Any] | None
+    error: str | None
+    worker: str | None
+    device: str | None
+    versions: dict[str, Any] | None
+    wall_s: float | None
+    peak_mb: float | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None

@@ -1,0 +1,100 @@
+"""The MLP autoencoder of DEC/IDEC (d-500-500-2000-10) and its reconstruction pretraining.
+
+Shared by ae_kmeans, dec, idec and the methods built on them (DCCF).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from core.interface import Context, MethodParams
+from core.training import InputScaling, OptimizerName, make_optimizer, map_in_chunks, shuffled_batches
+
+
+class AutoencoderParams(MethodParams):
+    """Architecture and pretraining of the MLP autoencoder (DEC-keras defaults)."""
+
+    hidden_dims: tuple[int, ...] = Field((500, 500, 2000), min_length=1, max_length=8,
+                                         description="encoder hidden layer widths; the decoder mirrors them")
+    embedding_dim: int = Field(10, ge=1, le=1024, description="size of the linear latent layer z")
+    batch_size: int = Field(256, ge=8, le=65536, description="mini-batch size (DEC/IDEC: 256)")
+    pretrain_epochs: int = Field(200, ge=0, le=5000,
+                                 description="end-to-end reconstruction pretraining epochs (DEC-keras: USPS 50, MNIST 300)")
+    pretrain_optimizer: OptimizerName = Field("adam", description="DEC-keras: adam for USPS, sgd for MNIST")
+    pretrain_lr: float = Field(1e-3, gt=0, le=10, description="DEC-keras: adam 1e-3; sgd 1.0 with momentum 0.9")
+    pretrain_momentum: float = Field(0.9, ge=0, lt=1, description="momentum when pretrain_optimizer is sgd")
+    input_scaling: InputScaling = Field("minmax", description="'minmax': global scale to [0, 1] (pixels/255); 'none'")
+
+
+class MLPAutoencoder(nn.Module):
+    """ReLU hidden layers, linear embedding and linear reconstruction (DEC-keras)."""
+
+    def __init__(self, input_dim: int, hidden_dims: tuple[int, ...], embedding_dim: int):
+        super().__init__()
+        widths = [input_dim, *hidden_dims, embedding_dim]
+        self.encoder = _mlp(widths)
+        self.decoder = _mlp(widths[::-1])
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encoder(x)
+        return z, self.decoder(z)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return map_in_chunks(self.encoder, x)
+
+
+def _mlp(widths: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if i < len(widths) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def pretrained_autoencoder(X: torch.Tensor, p: AutoencoderParams, ctx: Context,
+                           generator: torch.Generator) -> MLPAutoencoder:
+    """Build the autoencoder and pretrain it on reconstruction (MSE, shuffled batches).
+
+    With `ctx.cache_dir` set, weights pretrained on the same data, architecture, schedule
+    and seed are reused (the benchmarks share them between ae_kmeans, dec and idec).
+    """
+    model = MLPAutoencoder(X.shape[1], p.hidden_dims, p.embedding_dim).to(ctx.device)
+    cache = _cache_path(X, p, ctx)
+    if cache is not None and cache.exists():
+        model.load_state_dict(torch.load(cache, map_location=ctx.device, weights_only=True))
+        ctx.report("pretrain", p.pretrain_epochs, p.pretrain_epochs, reused_weights=str(cache.name))
+        return model
+    optimizer = make_optimizer(p.pretrain_optimizer, model.parameters(), p.pretrain_lr, p.pretrain_momentum)
+    for epoch in range(1, p.pretrain_epochs + 1):
+        total, count = 0.0, 0
+        for idx in shuffled_batches(len(X), p.batch_size, generator, ctx.device):
+            x = X[idx]
+            loss = nn.functional.mse_loss(model(x)[1], x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+            count += len(idx)
+        ctx.report("pretrain", epoch, p.pretrain_epochs, losses={"reconstruction": total / count})
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), cache)
+    return model
+
+
+def _cache_path(X: torch.Tensor, p: AutoencoderParams, ctx: Context) -> Path | None:
+    if not ctx.cache_dir:
+        return None
+    digest = hashlib.sha256(np.ascontiguousarray(X.cpu().numpy()).tobytes())
+    fields = ("hidden_dims", "embedding_dim", "batch_size", "pretrain_epochs", "pretrain_optimizer",
+              "pretrain_lr", "pretrain_momentum", "input_scaling")
+    digest.update(json.dumps({f: getattr(p, f) for f in fields}, sort_keys=True).encode())
+    digest.update(f"seed={ctx.seed}".encode())
+    return Path(ctx.cache_dir) / f"ae-{digest.hexdigest()[:20]}.pt"

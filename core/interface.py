@@ -1,0 +1,134 @@
+"""The one interface every clustering method implements.
+
+A method is a class with a pydantic `Params` model (every knob with the paper's default),
+an `accepts` spec (which data it can take) and `fit`. `fit` gets the data without labels
+and a `Context` that carries device, seed, progress reporting and cancellation.
+"""
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+InputKind = Literal["vectors", "images"]
+
+
+class JobCancelled(Exception):
+    """Raised inside `fit` (by `Context.report`) when the caller asked to stop."""
+
+
+class MethodParams(BaseModel):
+    """Base of every method's parameter model: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Which data a method takes. Images are (n, H, W) or (n, H, W, C)."""
+
+    kinds: tuple[InputKind, ...] = ("vectors", "images")
+    max_n: int | None = None  # methods with an n x n matrix refuse larger data
+    min_n: int = 2
+
+    def problem(self, shape: tuple[int, ...], n_clusters: int) -> str | None:
+        """Why data of `shape` cannot be clustered into `n_clusters`, or None if it can."""
+        n = shape[0]
+        kind = "images" if len(shape) in (3, 4) else "vectors"
+        if kind not in self.kinds:
+            return f"this method takes {' or '.join(self.kinds)}, got {kind} of shape {list(shape)}"
+        if n < self.min_n:
+            return f"this method needs at least {self.min_n} samples, got {n}"
+        if self.max_n is not None and n > self.max_n:
+            return f"this method holds an n x n matrix and accepts at most {self.max_n} samples, got {n}"
+        if not 2 <= n_clusters <= n:
+            return f"n_clusters must be between 2 and the number of samples ({n}), got {n_clusters}"
+        return None
+
+
+@dataclass
+class ClusteringResult:
+    labels: np.ndarray  # (n,) int64 cluster ids 0..K-1
+    confidence: np.ndarray  # (n,) float32 in [0, 1]: the assignment's soft probability
+    embedding: np.ndarray  # (n, d') float32: the space the clusters live in
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """What a method needs from whoever runs it.
+
+    `on_progress(record)` receives every progress record; `is_cancelled()` is polled at
+    each report; `monitor(labels)` lets the caller evaluate intermediate predictions
+    against labels the method never sees (the worker passes one when the dataset has
+    labels). Records are also kept in `history`.
+    """
+
+    seed: int = 0
+    device: str | None = None  # None: CUDA when available, else CPU
+    on_progress: Callable[[dict], None] | None = None
+    is_cancelled: Callable[[], bool] | None = None
+    monitor: Callable[[np.ndarray], dict] | None = None
+    cache_dir: str | None = None  # where pretrained weights may be reused (benchmarks)
+    history: list[dict] = field(default_factory=list)
+    _t0: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        if self.device is None:
+            import torch  # imported here: the Celery parent process must never touch CUDA
+
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    def report(self, phase: str, step: int, total: int, losses: dict[str, float] | None = None,
+               labels: np.ndarray | None = None, **extra: Any) -> None:
+        """Record one progress step; raise JobCancelled if the caller asked to stop."""
+        record: dict[str, Any] = {
+            "phase": phase, "step": int(step), "total": int(total),
+            "elapsed_s": round(time.perf_counter() - self._t0, 3),
+        }
+        if losses:
+            record["losses"] = {k: _finite(v) for k, v in losses.items()}
+        for key, value in extra.items():
+            record[key] = _finite(value) if isinstance(value, float) else value
+        if labels is not None and self.monitor is not None:
+            record["metrics"] = self.monitor(labels)
+        self.history.append(record)
+        if self.on_progress is not None:
+            self.on_progress(record)
+        if self.is_cancelled is not None and self.is_cancelled():
+            raise JobCancelled(f"cancelled during {phase} at step {step}/{total}")
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+class Method(ABC):
+    """Base class of every registered clustering method."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    reference: ClassVar[str]
+    accepts: ClassVar[InputSpec] = InputSpec()
+    Params: ClassVar[type[MethodParams]]
+
+    @abstractmethod
+    def fit(self, X: np.ndarray, n_clusters: int, params: MethodParams, ctx: Context) -> ClusteringResult:
+        """Cluster X (n, ...) into n_clusters groups. X is float32; labels never enter here."""
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {
+            "name": cls.name,
+            "summary": cls.summary,
+            "reference": cls.reference,
+            "accepts": {"kinds": list(cls.accepts.kinds), "min_n": cls.accepts.min_n,
+                        "max_n": cls.accepts.max_n},
+            "params_schema": cls.Params.model_json_schema(),
+        }

@@ -1,0 +1,2 @@
+"""Every registered method; importing this package fills the registry."""
+from core.methods import dec, kmeans  # noqa: F401

@@ -1,0 +1,51 @@
+"""Small shared pieces of every training loop: seeding, input scaling, optimizers, batching."""
+from __future__ import annotations
+
+import random
+from typing import Iterator, Literal
+
+import numpy as np
+import torch
+
+OptimizerName = Literal["adam", "sgd"]
+InputScaling = Literal["minmax", "none"]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def as_vectors(X: np.ndarray, scaling: InputScaling) -> np.ndarray:
+    """Flatten images to vectors and scale them.
+
+    'minmax' maps the whole array (one global min and max, not per feature) to [0, 1]:
+    8-bit pixels become x/255 as in DEC's code, and data already in [0, 1] stays as it is.
+    """
+    flat = X.reshape(len(X), -1).astype(np.float32, copy=False)
+    if scaling == "minmax":
+        low, high = float(flat.min()), float(flat.max())
+        if high > low and (low, high) != (0.0, 1.0):
+            flat = (flat - low) / (high - low)
+    return flat
+
+
+def make_optimizer(name: OptimizerName, params, lr: float, momentum: float = 0.9) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum)
+
+
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator, device: str) -> Iterator[torch.Tensor]:
+    """Index batches of one shuffled epoch (the last one may be short)."""
+    order = torch.randperm(n, generator=generator).to(device)
+    for start in range(0, n, batch_size):
+        yield order[start:start + batch_size]
+
+
+@torch.no_grad()
+def map_in_chunks(fn, X: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+    """fn over X in chunks, so a full-data pass never holds every activation at once."""
+    return torch.cat([fn(X[i:i + chunk]) for i in range(0, len(X), chunk)])

@@ -1,0 +1,168 @@
+"""Every query on datasets and jobs, in one place. The job state machine lives here:
+
+    queued -> running -> succeeded | failed | cancelled
+
+Each transition is a compare-and-set UPDATE, so two workers (or a redelivered message)
+can never both run a job, and a cancel can never be overwritten by a late success.
+"""
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from core.io import Dataset as DatasetArrays
+from persistence import blobs
+from persistence.models import FINAL_STATES, Dataset, Job, JobResult, new_id, utcnow
+
+
+# ---- datasets ---------------------------------------------------------------------------------
+def dataset_folder(dataset_id: str) -> str:
+    return f"datasets/{dataset_id}"
+
+
+def job_folder(job_id: str) -> str:
+    return f"jobs/{job_id}"
+
+
+def create_dataset(session: Session, name: str, fmt: str, data: DatasetArrays, size_bytes: int) -> Dataset:
+    row = Dataset(
+        id=new_id(), name=name, format=fmt, n=int(data.X.shape[0]), shape=list(data.X.shape),
+        source_dtype=data.source_dtype, kind=data.kind, has_labels=data.y is not None,
+        n_classes=int(data.y.max()) + 1 if data.y is not None else None, has_ids=data.ids is not None,
+        checksum=hashlib.sha256(data.X.tobytes()).hexdigest(), size_bytes=size_bytes,
+        stats={"min": float(data.X.min()), "max": float(data.X.max()), "mean": float(data.X.mean()),
+               "std": float(data.X.std())},
+    )
+    folder = dataset_folder(row.id)
+    blobs.save_array(session, f"{folder}/X.npy", data.X)
+    if data.y is not None:
+        blobs.save_array(session, f"{folder}/y.npy", data.y)
+    if data.ids is not None:
+        blobs.save_array(session, f"{folder}/ids.npy", data.ids)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def load_dataset_arrays(session: Session, row: Dataset) -> DatasetArrays:
+    folder = dataset_folder(row.id)
+    return DatasetArrays(
+        X=blobs.load_array(session, f"{folder}/X.npy"),
+        y=blobs.load_array(session, f"{folder}/y.npy") if row.has_labels else None,
+        ids=blobs.load_array(session, f"{folder}/ids.npy") if row.has_ids else None,
+        source_dtype=row.source_dtype,
+    )
+
+
+def delete_dataset(session: Session, row: Dataset) -> None:
+    job_ids = session.scalars(select(Job.id).where(Job.dataset_id == row.id)).all()
+    for job_id in job_ids:
+        blobs.delete_folder(session, job_folder(job_id))
+    blobs.delete_folder(session, dataset_folder(row.id))
+    session.delete(row)
+
+
+def page(session: Session, query, limit: int, offset: int) -> tuple[list, int]:
+    """One page of a list query, and the total count (shared by every list endpoint)."""
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    return session.scalars(query.limit(limit).offset(offset)).all(), int(total or 0)
+
+
+# ---- jobs ---------------------------------------------------------------------------------------
+def create_job(session: Session, dataset_id: str, method: str, n_clusters: int, params: dict, seed: int) -> Job:
+    job = Job(id=new_id(), dataset_id=dataset_id, method=method, n_clusters=n_clusters, params=params,
+              seed=seed, status="queued", attempts=0, cancel_requested=False, created_at=utcnow())
+    session.add(job)
+    session.flush()
+    return job
+
+
+def claim_job(session: Session, job_id: str, worker: str, stale_after_s: float, max_attempts: int) -> bool:
+    """queued -> running, or take over a running job whose heartbeat stopped. False: not ours to run."""
+    now = utcnow()
+    claimed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.attempts < max_attempts, Job.cancel_requested.is_(False),
+               or_(Job.status == "queued",
+                   (Job.status == "running") & (Job.heartbeat_at < now - timedelta(seconds=stale_after_s))))
+        .values(status="running", attempts=Job.attempts + 1, worker=worker, started_at=now, heartbeat_at=now,
+                error=None)
+    ).rowcount
+    return claimed == 1
+
+
+def heartbeat(session: Session, job_id: str, progress: dict | None) -> bool:
+    """Record that the job is alive (and its latest progress); True if a cancel was requested."""
+    values: dict[str, Any] = {"heartbeat_at": utcnow()}
+    if progress is not None:
+        values["progress"] = progress
+    session.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(**values))
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def finish_job(session: Session, job_id: str, *, labels: np.ndarray, confidence: np.ndarray,
+               embedding: np.ndarray, metrics: dict, history: list, progress: dict | None,
+               device: str, versions: dict, wall_s: float, peak_mb: float) -> bool:
+    """running -> succeeded with every result, in the caller's single transaction."""
+    done = session.execute(
+        update(Job).where(Job.id == job_id, Job.status == "running", Job.cancel_requested.is_(False))
+        .values(status="succeeded", metrics=metrics, progress=progress, device=device, versions=versions,
+                wall_s=wall_s, peak_mb=peak_mb, finished_at=utcnow())
+    ).rowcount == 1
+    if not done:
+        return False
+    folder = job_folder(job_id)
+    blobs.save_array(session, f"{folder}/labels.npy", labels.astype(np.int64))
+    blobs.save_array(session, f"{folder}/confidence.npy", confidence.astype(np.float32))
+    blobs.save_array(session, f"{folder}/embedding.npy", embedding.astype(np.float32))
+    session.merge(JobResult(job_id=job_id, history=history, embedding_shape=list(embedding.shape)))
+    return True
+
+
+def end_job(session: Session, job_id: str, status: str, error: str | None = None, *,
+            from_status: str = "running", **values: Any) -> bool:
+    """running (or `from_status`) -> failed | cancelled."""
+    assert status in ("failed", "cancelled")
+    return session.execute(
+        update(Job).where(Job.id == job_id, Job.status == from_status)
+        .values(status=status, error=error, finished_at=utcnow(), **values)
+    ).rowcount == 1
+
+
+def request_cancel(session: Session, job: Job) -> bool:
+    """A queued job is cancelled at once; a running one is flagged and stops at its next step.
+    False if the job had already finished."""
+    if session.execute(update(Job).where(Job.id == job.id, Job.status == "queued")
+                       .values(status="cancelled", cancel_requested=True, finished_at=utcnow(),
+                               error="cancelled before it started")).rowcount:
+        return True
+    return session.execute(update(Job).where(Job.id == job.id, Job.status == "running")
+                           .values(cancel_requested=True)).rowcount == 1
+
+
+def reap_stale_jobs(session: Session, stale_after_s: float, max_attempts: int) -> list[str]:
+    """Running jobs whose heartbeat stopped (worker killed, host lost): back to queued while
+    attempts remain (the caller re-sends them), failed with the reason otherwise."""
+    cutoff = utcnow() - timedelta(seconds=stale_after_s)
+    stale = Job.status == "running", Job.heartbeat_at < cutoff
+    session.execute(update(Job).where(*stale, Job.cancel_requested.is_(True))
+                    .values(status="cancelled", finished_at=utcnow(), error="cancelled; its worker stopped"))
+    session.execute(update(Job).where(*stale, Job.attempts >= max_attempts)
+                    .values(status="failed", finished_at=utcnow(),
+                            error=f"the worker stopped answering (no heartbeat for {stale_after_s:.0f} s) "
+                                  f"on each of {max_attempts} attempts"))
+    requeue = session.scalars(select(Job.id).where(*stale, Job.attempts < max_attempts)).all()
+    if requeue:
+        session.execute(update(Job).where(Job.id.in_(requeue), *stale)
+                        .values(status="queued", progress=None,
+                                error="its worker stopped answering; queued again"))
+    return list(requeue)
+
+
+def is_final(job: Job) -> bool:
+    return job.status in FINAL_STATES

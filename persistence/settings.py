@@ -1,0 +1,55 @@
+"""Every setting, from environment variables (DEEPCLUST_*). With none set, the service
+runs embedded: SQLite and blobs under ./var, and a filesystem message queue."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEEPCLUST_", env_ignore_empty=True, extra="ignore")
+
+    data_dir: Path = Field(Path("var"), description="SQLite file, local blobs and the embedded queue live here")
+    database_url: str | None = Field(None, validation_alias=AliasChoices("DEEPCLUST_DATABASE_URL", "DATABASE_URL"))
+    broker_url: str | None = Field(None, validation_alias=AliasChoices("DEEPCLUST_BROKER_URL", "BROKER_URL"))
+    blob_store: Literal["database", "local"] | None = None  # default: local on SQLite, database otherwise
+    queue: str = "deepclust"
+    max_upload_bytes: int = 2 << 30
+    job_soft_time_limit_s: int = 6 * 3600
+    job_time_limit_s: int = 6 * 3600 + 300
+    heartbeat_s: float = 2.0
+    stale_after_s: float = 120.0  # a running job whose heartbeat is older is taken as lost
+    max_attempts: int = 3  # deliveries of one job before it is failed (bounded retries)
+    reap_every_s: float = 15.0
+
+    @property
+    def db_url(self) -> str:
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'deepclust.db').resolve()}"
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+
+    @property
+    def embedded(self) -> bool:
+        return self.broker_url is None
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        return (self.data_dir / "queue").resolve()
+
+    @property
+    def blobs(self) -> Literal["database", "local"]:
+        return self.blob_store or ("local" if self.db_url.startswith("sqlite") else "database")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
