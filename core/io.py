@@ -97,7 +97,7 @@ def _load_npy(path: Path) -> np.ndarray:
     except ValueError as exc:
         if "pickle" in str(exc):
             raise DataError("pickled .npy files are refused; save a numeric array") from None
-        raise DataError(f"not a readable .npy file: {exc}") from None
+        raise DataError(f"not a readable .npy file (truncated or corrupt?): {exc}") from None
     except (EOFError, OSError) as exc:
         raise DataError(f"not a readable .npy file (truncated?): {exc}") from None
 
@@ -124,7 +124,7 @@ def _load_npz(path: Path, max_unpacked_bytes: int) -> tuple:
     except ValueError as exc:
         if "pickle" in str(exc):
             raise DataError("pickled arrays in .npz are refused; save numeric arrays") from None
-        raise DataError(f"not a readable .npz file: {exc}") from None
+        raise DataError(f"not a readable .npz file (truncated or corrupt?): {exc}") from None
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         raise DataError(f"not a readable .npz file (truncated?): {exc}") from None
 
@@ -140,6 +140,8 @@ def _load_table(path: Path, fmt: str, label_column: str | None, id_column: str |
     except Exception as exc:  # pandas/pyarrow raise many types for malformed files
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"not a readable .{fmt} file: {first_line}") from None
+    if len(frame) < 2:
+        raise DataError(f"need at least 2 samples, got {len(frame)} rows")
     for role, column in (("label_column", label_column), ("id_column", id_column)):
         if column is not None and column not in frame.columns:
             raise DataError(f"{role} {column!r} is not a column; columns are {list(map(str, frame.columns))[:20]}")
@@ -157,3 +159,29 @@ def _load_table(path: Path, fmt: str, label_column: str | None, id_column: str |
         raise DataError(f"{int(missing.sum())} rows have missing values (first: data row {int(np.argmax(missing)) + 1});"
                         " is the file ragged?")
     return frame.to_numpy(dtype=np.float64), y, ids
+
+
+def assignment_csv_chunks(labels: np.ndarray, confidence: np.ndarray, ids: np.ndarray | None,
+                          rows_per_chunk: int = 10_000):
+    """The assignments CSV, `index,sample_id,cluster,confidence`, in chunks of text."""
+    import csv
+    import io
+
+    yield "index,sample_id,cluster,confidence\r\n"
+    for start in range(0, len(labels), rows_per_chunk):
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        for i in range(start, min(start + rows_per_chunk, len(labels))):
+            writer.writerow((i, _safe_cell(str(ids[i])) if ids is not None else i, int(labels[i]),
+                             f"{float(confidence[i]):.6f}"))
+        yield buffer.getvalue()
+
+
+def _safe_cell(value: str) -> str:
+    """Neutralise spreadsheet formulas in user-supplied ids (CSV injection)."""
+    if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value

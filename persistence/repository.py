@@ -96,11 +96,13 @@ def claim_job(session: Session, job_id: str, worker: str, stale_after_s: float, 
     return claimed == 1
 
 
-def heartbeat(session: Session, job_id: str, progress: dict | None) -> bool:
+def heartbeat(session: Session, job_id: str, progress: dict | None, device: str | None = None) -> bool:
     """Record that the job is alive (and its latest progress); True if a cancel was requested."""
     values: dict[str, Any] = {"heartbeat_at": utcnow()}
     if progress is not None:
         values["progress"] = progress
+    if device is not None:
+        values["device"] = device
     session.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(**values))
     return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 

@@ -21,7 +21,8 @@ transport_options: dict = {
 if settings.embedded:
     settings.broker_folder.mkdir(parents=True, exist_ok=True)
     transport_options.update(data_folder_in=str(settings.broker_folder),
-                             data_folder_out=str(settings.broker_folder))
+                             data_folder_out=str(settings.broker_folder),
+                             control_folder=str(settings.broker_folder / "control"))  # default: ./control
 
 app.conf.update(
     task_acks_late=True,  # ack after the run: a crashed worker's message is delivered again

@@ -8,8 +8,6 @@ whole result in one transaction.
 from __future__ import annotations
 
 import logging
-import platform
-import resource
 import socket
 import threading
 import time
@@ -32,6 +30,7 @@ class Heartbeat(threading.Thread):
         super().__init__(daemon=True, name=f"heartbeat-{job_id}")
         self.job_id, self.interval = job_id, interval
         self.latest: dict | None = None
+        self.device: str | None = None
         self.cancelled = threading.Event()
         self.stopped = threading.Event()
 
@@ -42,27 +41,10 @@ class Heartbeat(threading.Thread):
     def beat(self) -> None:
         try:
             with session_scope() as session:
-                if heartbeat(session, self.job_id, self.latest):
+                if heartbeat(session, self.job_id, self.latest, self.device):
                     self.cancelled.set()
         except Exception:  # a database hiccup must not kill the job; the next beat retries
             log.exception("heartbeat for job %s failed", self.job_id)
-
-
-def library_versions() -> dict:
-    import numpy
-    import sklearn
-    import torch
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-            "scikit-learn": sklearn.__version__, "cuda": torch.version.cuda if torch.cuda.is_available() else None}
-
-
-def peak_memory_mb(device: str) -> float:
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; one job per child
 
 
 @app.task(name="deepclust.run_job")
@@ -79,6 +61,7 @@ def run_job(job_id: str) -> str:
     device = None
     try:
         from core import Context, JobCancelled, get_method  # torch is imported in the child only
+        from core.provenance import library_versions, peak_memory_mb
         from core.metrics import evaluate, result_metrics
 
         with session_scope() as session:
@@ -93,8 +76,8 @@ def run_job(job_id: str) -> str:
             is_cancelled=beat.cancelled.is_set,
             monitor=(lambda labels: evaluate(y_true, labels)) if y_true is not None else None,
         )
-        device = ctx.device
-        beat.latest = {"phase": "starting", "step": 0, "total": 0, "device": device}
+        device = beat.device = ctx.device
+        beat.latest = {"phase": "starting", "step": 0, "total": 0}
         beat.beat()
         try:
             result = method.fit(data.X, n_clusters, params, ctx)
@@ -109,7 +92,7 @@ def run_job(job_id: str) -> str:
                 session, job_id, labels=result.labels, confidence=result.confidence, embedding=result.embedding,
                 metrics=metrics, history=ctx.history, progress=beat.latest, device=device,
                 versions=library_versions(), wall_s=round(time.perf_counter() - started, 3),
-                peak_mb=round(peak_memory_mb(device), 1))
+                peak_mb=peak_memory_mb(device))
         if not finished:  # cancelled while the result was being computed
             with session_scope() as session:
                 end_job(session, job_id, "cancelled", "cancelled", device=device)

@@ -1,6 +1,4 @@
-import csv
-import io
-from typing import Annotated, Iterator
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import StreamingResponse
@@ -10,6 +8,7 @@ from sqlalchemy import select
 from api.deps import Limit, Offset, SessionDep, job_or_404, unprocessable
 from api.schemas import JobCreate, JobOut, JobStatus, Page
 from core import method_names
+from core.io import assignment_csv_chunks
 from core.registry import get_method
 from persistence import blobs
 from persistence.models import Dataset, Job, JobResult
@@ -97,30 +96,8 @@ def assignments_csv(job_id: str, session: SessionDep):
     labels = blobs.load_array(session, f"{folder}/labels.npy")
     confidence = blobs.load_array(session, f"{folder}/confidence.npy")
     ids = blobs.load_array(session, f"{dataset_folder(dataset.id)}/ids.npy") if dataset.has_ids else None
-    return StreamingResponse(_csv_rows(labels, confidence, ids), media_type="text/csv",
+    return StreamingResponse(assignment_csv_chunks(labels, confidence, ids), media_type="text/csv",
                              headers={"Content-Disposition": f'attachment; filename="{job_id}-assignments.csv"'})
-
-
-def _csv_rows(labels, confidence, ids, rows_per_chunk: int = 10_000) -> Iterator[str]:
-    yield "index,sample_id,cluster,confidence\r\n"
-    for start in range(0, len(labels), rows_per_chunk):
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        stop = min(start + rows_per_chunk, len(labels))
-        for i in range(start, stop):
-            writer.writerow((i, _safe_cell(ids[i]) if ids is not None else i, int(labels[i]),
-                             f"{float(confidence[i]):.6f}"))
-        yield buffer.getvalue()
-
-
-def _safe_cell(value: str) -> str:
-    """Neutralise spreadsheet formulas in user-supplied ids (CSV injection)."""
-    if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        try:
-            float(value)
-        except ValueError:
-            return "'" + value
-    return value
 
 
 @router.get("/{job_id}/embedding.npy", responses={200: {"content": {"application/octet-stream": {}}}})

@@ -1,0 +1,35 @@
+# deepclust: `make run` starts the whole service on the embedded default; `make test` runs the tests.
+# The virtual environment is cached outside the checkout, keyed by requirements.txt's hash,
+# so a fresh clone (or a CI run) reuses it instead of reinstalling torch.
+PYTHON ?= python3
+REQ_HASH := $(shell sha256sum requirements.txt | cut -c1-12)
+VENV ?= $(HOME)/.cache/deepclust/venv-$(REQ_HASH)
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: install run test services bench-baselines clean
+
+install: $(VENV)/.complete
+	@$(PY) -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
+	@ln -sfn $(VENV) .venv
+
+$(VENV)/.complete:  # the path carries the hash of requirements.txt: a change builds a new one
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $@
+
+run: install
+	PORT=$(PORT) $(PY) -m api.serve
+
+services:
+	@bash .ci/services
+
+test: install services
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench-baselines: install
+	$(PY) bench/baselines.py
+
+clean:
+	rm -rf var .venv .pytest_cache

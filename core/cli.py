@@ -1,0 +1,108 @@
+"""The command line: the same core as the service, with no server.
+
+    deepclust run DATA --method NAME --clusters K [--params JSON] [--seed S] --out labels.csv
+    deepclust methods
+
+`run` prints one JSON line (metrics when the data has labels, wall time, peak memory,
+device, versions, params); `--results FILE` also appends that line to FILE (bench/).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import ValidationError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="deepclust", description="Deep clustering from the shell.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="cluster a data file")
+    run.add_argument("data", help=".npy, .npz (X, optional y, ids), .csv or .parquet")
+    run.add_argument("--method", "-m", required=True)
+    run.add_argument("--clusters", "-k", type=int, required=True)
+    run.add_argument("--params", default="{}", help="the method's parameters as JSON")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--out", "-o", help="write index,sample_id,cluster,confidence here")
+    run.add_argument("--embedding-out", help="write the latent embedding (.npy) here")
+    run.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    run.add_argument("--label-column", help="CSV/parquet: the ground-truth column (evaluation only)")
+    run.add_argument("--id-column", help="CSV/parquet: the sample id column")
+    run.add_argument("--results", help="append the JSON line to this .jsonl file")
+    run.add_argument("--cache-dir", help="reuse pretrained autoencoder weights from here (same data, params, seed)")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    sub.add_parser("methods", help="list the methods and their parameter schemas")
+    args = parser.parse_args(argv)
+    if args.command == "methods":
+        from core import list_methods
+
+        print(json.dumps(list_methods(), indent=2))
+        return 0
+    try:
+        record = run_file(args)
+    except (ValueError, KeyError) as exc:  # DataError, bad params, unknown method
+        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+        print(f"deepclust: error: {message}", file=sys.stderr)
+        return 2
+    line = json.dumps(record)
+    print(line)
+    if args.results:
+        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.results, "a") as out:
+            out.write(line + "\n")
+    return 0
+
+
+def run_file(args: argparse.Namespace) -> dict:
+    from core import Context, get_method
+    from core.io import assignment_csv_chunks, read_dataset
+    from core.metrics import result_metrics
+    from core.provenance import library_versions, peak_memory_mb
+
+    data = read_dataset(args.data, label_column=args.label_column, id_column=args.id_column)
+    method = get_method(args.method)
+    try:
+        params = method.Params.model_validate(json.loads(args.params))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--params is not JSON: {exc}") from None
+    except ValidationError as exc:
+        raise ValueError(f"bad --params for {args.method}: {exc}") from None
+    problem = method.accepts.problem(data.X.shape, args.clusters)
+    if problem:
+        raise ValueError(f"{args.method}: {problem}")
+
+    def show(record: dict) -> None:
+        if not args.quiet:
+            print(json.dumps(record), file=sys.stderr, flush=True)
+
+    ctx = Context(seed=args.seed, device=args.device, on_progress=show, cache_dir=args.cache_dir)
+    started = time.perf_counter()
+    result = method.fit(data.X, args.clusters, params, ctx)
+    wall_s = time.perf_counter() - started
+    metrics = result_metrics(result.labels, result.embedding, args.clusters, data.y, seed=args.seed)
+    if args.out:
+        with open(args.out, "w", newline="") as out:
+            out.writelines(assignment_csv_chunks(result.labels, result.confidence, data.ids))
+    if args.embedding_out:
+        import numpy as np
+
+        np.save(args.embedding_out, result.embedding)
+    return {
+        "method": args.method, "dataset": Path(args.data).stem, "seed": args.seed, "n": int(len(data.X)),
+        "n_clusters": args.clusters, "acc": metrics.get("acc"), "nmi": metrics.get("nmi"), "ari": metrics.get("ari"),
+        "f1_macro": metrics.get("f1_macro"), "silhouette": metrics.get("silhouette"),
+        "cluster_sizes": metrics["cluster_sizes"], "wall_s": round(wall_s, 3), "peak_mb": peak_memory_mb(ctx.device),
+        "device": ctx.device, "versions": library_versions(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "params": params.model_dump(mode="json"), "extras": result.extras,
+        # wall_s excludes pretraining when the autoencoder came from --cache-dir
+        "reused_pretrained_weights": any("reused_weights" in r for r in ctx.history),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

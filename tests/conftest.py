@@ -1,0 +1,144 @@
+"""Test fixtures on the real parts: the machine's PostgreSQL and Redis, and a real Celery
+worker process running the real task. Nothing here is mocked.
+
+Settings are environment variables, so they are set before any project module is imported.
+Each run gets its own queue name, so a stray worker of another run never takes its jobs.
+"""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_ID = uuid.uuid4().hex[:8]
+os.environ.update({
+    "DEEPCLUST_DATABASE_URL": os.environ.get("DEEPCLUST_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    "DEEPCLUST_BROKER_URL": os.environ.get("DEEPCLUST_TEST_BROKER_URL", "redis://127.0.0.1:6379/0"),
+    "DEEPCLUST_QUEUE": f"deepclust-test-{RUN_ID}",
+    "DEEPCLUST_DATA_DIR": tempfile.mkdtemp(prefix="deepclust-test-"),
+    "DEEPCLUST_BLOB_STORE": "database",
+    # Short intervals so the lost-worker test sees a stale heartbeat within seconds.
+    "DEEPCLUST_HEARTBEAT_S": "0.5",
+    "DEEPCLUST_STALE_AFTER_S": "4",
+    "DEEPCLUST_REAP_EVERY_S": "1",
+})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database():
+    """A fresh schema in the `test` database, built by the Alembic migrations."""
+    from sqlalchemy import text
+
+    from persistence.db import get_engine, upgrade_database
+
+    with get_engine().begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    upgrade_database()
+    yield get_engine()
+
+
+class Worker:
+    """A real `celery worker` process on this run's queue."""
+
+    def __init__(self):
+        self.process: subprocess.Popen | None = None
+        self.log = Path(os.environ["DEEPCLUST_DATA_DIR"]) / "worker.log"
+
+    def start(self) -> None:
+        from api.serve import worker_command
+        from persistence.settings import get_settings
+
+        self.log.write_text("")
+        self.process = subprocess.Popen(worker_command(get_settings()), cwd=ROOT, stdout=self.log.open("a"),
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 60
+        while "ready." not in self.log.read_text():
+            if self.process.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"celery worker did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def children(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def worker(database):
+    w = Worker()
+    w.start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture(scope="session")
+def client(database):
+    from fastapi.testclient import TestClient
+
+    from api.main import app
+
+    with TestClient(app) as c:  # runs the lifespan: the lost-job reaper is live
+        yield c
+
+
+def npz_bytes(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's bundled handwritten digits: 1797 real 8x8 images, 10 classes."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    return data.images.astype(np.float32), data.target.astype(np.int64)
+
+
+@pytest.fixture(scope="session")
+def digits_id(client, digits) -> str:
+    X, y = digits
+    response = client.post("/datasets", files={"file": ("digits.npz", npz_bytes(X=X, y=y))})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def submit(client, dataset_id: str, method: str, n_clusters: int = 10, params: dict | None = None,
+           seed: int = 0) -> dict:
+    response = client.post("/jobs", json={"dataset_id": dataset_id, "method": method, "n_clusters": n_clusters,
+                                          "params": params or {}, "seed": seed})
+    assert response.status_code == 202, response.text
+    assert response.headers["location"] == f"/jobs/{response.json()['id']}"
+    return response.json()
+
+
+def wait_for(client, job_id: str, states=("succeeded", "failed", "cancelled"), timeout: float = 300,
+             until=None) -> dict:
+    """Poll GET /jobs/{id} until the job is in one of `states` (and `until(job)` holds)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = client.get(f"/jobs/{job_id}").json()
+        if job["status"] in states and (until is None or until(job)):
+            return job
+        time.sleep(0.25)
+    raise AssertionError(f"job {job_id} did not reach {states} in {timeout} s: {job}")
