@@ -1,12 +1,17 @@
 """Request and response bodies."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 T = TypeVar("T")
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
@@ -34,6 +39,8 @@ class DatasetOut(BaseModel):
     size_bytes: int
     stats: dict[str, float]
     created_at: datetime
+
+    _utc = field_validator("created_at")(as_utc)
 
 
 class JobCreate(BaseModel):
@@ -71,3 +78,5 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     heartbeat_at: datetime | None
+
+    _utc = field_validator("created_at", "started_at", "finished_at", "heartbeat_at")(as_utc)

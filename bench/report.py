@@ -1,5 +1,8 @@
 """Markdown tables (mean ± std over seeds) from bench/results/*.jsonl: the README's numbers.
 
+"AE reused" counts runs whose autoencoder came from bench/cache (pretrained by an earlier
+method of the same seed): their wall time excludes pretraining.
+
     python bench/report.py [FILES...]
 """
 from __future__ import annotations
@@ -36,11 +39,12 @@ def main() -> None:
         if (stem, dataset) != current:
             current = (stem, dataset)
             print(f"\n**{dataset}** (n={n}, `{stem}.jsonl`)\n")
-            print("| method | pretrain epochs | seeds | ACC % | NMI % | ARI % | wall s | peak MB | device |")
-            print("|---|---|---|---|---|---|---|---|---|")
+            print("| method | pretrain epochs | seeds | ACC % | NMI % | ARI % | wall s | peak MB | device | AE reused |")
+            print("|---|---|---|---|---|---|---|---|---|---|")
         print(f"| {method} | {epochs} | {len(runs)} | {fmt([r['acc'] for r in runs])} | "
               f"{fmt([r['nmi'] for r in runs])} | {fmt([r['ari'] for r in runs])} | "
-              f"{fmt([r['wall_s'] for r in runs], 1, 0)} | {fmt([r['peak_mb'] for r in runs], 1, 0)} | {device} |")
+              f"{fmt([r['wall_s'] for r in runs], 1, 0)} | {fmt([r['peak_mb'] for r in runs], 1, 0)} | {device} | "
+              f"{sum(bool(r.get('reused_pretrained_weights')) for r in runs)}/{len(runs)} |")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from pydantic import Field
 from torch import nn
 
 from core.interface import Context, MethodParams
-from core.training import InputScaling, OptimizerName, make_optimizer, map_in_chunks, shuffled_batches
+from core.training import (InputScaling, OptimizerName, as_vectors, make_optimizer, map_in_chunks, seed_everything,
+                           shuffled_batches)
 
 
 class AutoencoderParams(MethodParams):
@@ -56,6 +57,14 @@ def _mlp(widths: list[int]) -> nn.Sequential:
         if i < len(widths) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+def vectors_and_pretrained_autoencoder(X: np.ndarray, p: AutoencoderParams,
+                                       ctx: Context) -> tuple[torch.Tensor, MLPAutoencoder]:
+    """The first phase of every autoencoder method: seed, scale the data onto the device, pretrain."""
+    generator = seed_everything(ctx.seed)
+    data = torch.from_numpy(as_vectors(X, p.input_scaling)).to(ctx.device)
+    return data, pretrained_autoencoder(data, p, ctx, generator)
 
 
 def pretrained_autoencoder(X: torch.Tensor, p: AutoencoderParams, ctx: Context,

@@ -173,3 +173,18 @@ def test_deleting_a_dataset_with_an_active_job_is_refused(client, worker):
     wait_for(client, job["id"], timeout=60)
     assert client.delete(f"/datasets/{dataset['id']}").status_code == 204
     assert client.get(f"/jobs/{job['id']}").status_code == 404
+
+
+def test_a_job_that_fails_in_the_worker_records_the_reason(client, worker, digits_id):
+    # Params stored by an older version that the current schema refuses: the worker
+    # validates again and fails the job with the reason instead of crashing.
+    from persistence.db import session_scope
+    from persistence.repository import create_job
+    from worker.celery_app import enqueue
+
+    with session_scope() as session:
+        job_id = create_job(session, digits_id, "kmeans", 10, {"n_init": "lots"}, 0).id
+    enqueue(job_id)
+    job = wait_for(client, job_id, timeout=120)
+    assert job["status"] == "failed" and "n_init" in job["error"] and job["finished_at"]
+    assert client.get(f"/jobs/{job_id}/assignments.csv").status_code == 409

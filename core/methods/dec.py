@@ -14,11 +14,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from core.autoencoder import AutoencoderParams, MLPAutoencoder, pretrained_autoencoder
+from core.autoencoder import AutoencoderParams, MLPAutoencoder, vectors_and_pretrained_autoencoder
 from core.clustering_head import ClusteringHead, kl_clustering_loss, kmeans_centers, target_distribution
 from core.interface import ClusteringResult, Context, Method
 from core.registry import register
-from core.training import OptimizerName, as_vectors, make_optimizer, map_in_chunks, seed_everything
+from core.training import OptimizerName, make_optimizer, map_in_chunks
 
 
 class DECParams(AutoencoderParams):
@@ -96,9 +96,7 @@ class DECMethod(Method):
     Params = DECParams
 
     def fit(self, X: np.ndarray, n_clusters: int, params: DECParams, ctx: Context) -> ClusteringResult:
-        generator = seed_everything(ctx.seed)
-        data = torch.from_numpy(as_vectors(X, params.input_scaling)).to(ctx.device)
-        model = pretrained_autoencoder(data, params, ctx, generator)
+        data, model = vectors_and_pretrained_autoencoder(X, params, ctx)
         return self_train(data, model, n_clusters, params, ctx, reconstruction_weight=0.0, clustering_weight=1.0)
 
 
@@ -110,8 +108,6 @@ class IDECMethod(Method):
     Params = IDECParams
 
     def fit(self, X: np.ndarray, n_clusters: int, params: IDECParams, ctx: Context) -> ClusteringResult:
-        generator = seed_everything(ctx.seed)
-        data = torch.from_numpy(as_vectors(X, params.input_scaling)).to(ctx.device)
-        model = pretrained_autoencoder(data, params, ctx, generator)
+        data, model = vectors_and_pretrained_autoencoder(X, params, ctx)
         return self_train(data, model, n_clusters, params, ctx, reconstruction_weight=1.0,
                           clustering_weight=params.gamma)

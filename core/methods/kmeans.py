@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from core.autoencoder import AutoencoderParams, pretrained_autoencoder
+from core.autoencoder import AutoencoderParams, vectors_and_pretrained_autoencoder
 from core.clustering_head import kmeans_centers, soft_assignment
 from core.interface import ClusteringResult, Context, Method, MethodParams
 from core.registry import register
@@ -57,9 +57,7 @@ class AEKMeansMethod(Method):
     Params = AEKMeansParams
 
     def fit(self, X: np.ndarray, n_clusters: int, params: AEKMeansParams, ctx: Context) -> ClusteringResult:
-        generator = seed_everything(ctx.seed)
-        data = torch.from_numpy(as_vectors(X, params.input_scaling)).to(ctx.device)
-        model = pretrained_autoencoder(data, params, ctx, generator)
+        data, model = vectors_and_pretrained_autoencoder(X, params, ctx)
         z = model.encode(data).cpu().numpy()
         centers, labels = kmeans_centers(z, n_clusters, ctx.seed, params.n_init)
         ctx.report("kmeans", 1, 1, labels=labels)

@@ -1,0 +1,53 @@
+"""`deepclust run` and `deepclust methods`: the same core from the shell, with no server."""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from tests.conftest import ROOT, npz_bytes
+
+REQUIRED = {"method", "dataset", "seed", "n", "acc", "nmi", "ari", "wall_s", "peak_mb", "device", "versions",
+            "date", "params"}
+
+
+def deepclust(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_run_writes_assignments_and_one_json_line(tmp_path, digits):
+    X, y = digits
+    data = tmp_path / "digits.npz"
+    data.write_bytes(npz_bytes(X=X, y=y))
+    out, results = tmp_path / "labels.csv", tmp_path / "results.jsonl"
+    done = deepclust("run", str(data), "--method", "kmeans", "--clusters", "10", "--seed", "3",
+                     "--out", str(out), "--results", str(results), "--quiet")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert REQUIRED <= set(record)
+    assert record["n"] == 1797 and record["seed"] == 3 and record["dataset"] == "digits"
+    assert 0.6 < record["acc"] <= 1.0 and record["params"] == {"n_init": 20, "max_iter": 300}
+    assert json.loads(results.read_text().splitlines()[-1]) == record
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["index", "sample_id", "cluster", "confidence"] and len(rows) == 1798
+
+
+def test_run_refuses_bad_params_and_unknown_methods(tmp_path):
+    data = tmp_path / "x.npy"
+    np.save(data, np.random.default_rng(0).random((20, 3)))
+    bad = deepclust("run", str(data), "--method", "dec", "-k", "3", "--params", '{"gamma": 1}')
+    assert bad.returncode == 2 and "gamma" in bad.stderr and "Traceback" not in bad.stderr
+    unknown = deepclust("run", str(data), "--method", "nope", "-k", "3")
+    assert unknown.returncode == 2 and "unknown method" in unknown.stderr
+    too_many = deepclust("run", str(data), "--method", "kmeans", "-k", "50")
+    assert too_many.returncode == 2 and "n_clusters" in too_many.stderr
+
+
+def test_methods_prints_every_schema():
+    done = deepclust("methods")
+    assert done.returncode == 0
+    names = {m["name"]: m for m in json.loads(done.stdout)}
+    assert {"kmeans", "ae_kmeans", "dec", "idec"} <= set(names)
+    assert names["dec"]["params_schema"]["properties"]["tol"]["default"] == 0.001
