@@ -59,11 +59,14 @@ def _mlp(widths: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def vectors_and_pretrained_autoencoder(X: np.ndarray, p: AutoencoderParams,
-                                       ctx: Context) -> tuple[torch.Tensor, MLPAutoencoder]:
-    """The first phase of every autoencoder method: seed, scale the data onto the device, pretrain."""
+def vectors_and_pretrained_autoencoder(X: np.ndarray, p: AutoencoderParams, ctx: Context,
+                                       embedding_dim: int | None = None) -> tuple[torch.Tensor, MLPAutoencoder]:
+    """The first phase of every autoencoder method: seed, scale the data onto the device, pretrain.
+    `embedding_dim` overrides p.embedding_dim (DCCF sizes its embedding by n_clusters)."""
     generator = seed_everything(ctx.seed)
     data = torch.from_numpy(as_vectors(X, p.input_scaling)).to(ctx.device)
+    if embedding_dim is not None:
+        p = p.model_copy(update={"embedding_dim": embedding_dim})
     return data, pretrained_autoencoder(data, p, ctx, generator)
 
 

@@ -1,0 +1,80 @@
+"""DCCF's loss terms against independent computations."""
+import pytest
+import torch
+
+from core.autoencoder import MLPAutoencoder
+from core.methods.dccf import contractive_penalty, focal_loss
+
+
+@pytest.fixture
+def encoder():
+    torch.manual_seed(0)
+    return MLPAutoencoder(12, (9, 7), 4).encoder.double()
+
+
+def test_exact_contractive_penalty_equals_the_autograd_jacobian(encoder):
+    x = torch.randn(5, 12, dtype=torch.float64)
+    h, penalty = contractive_penalty(encoder, x, "exact")
+    jacobians = torch.func.vmap(torch.func.jacrev(encoder))(x)  # (5, 4, 12)
+    assert torch.allclose(h, encoder(x))
+    assert torch.allclose(penalty, jacobians.pow(2).sum(dim=(1, 2)))
+
+
+def test_hutchinson_estimate_is_unbiased(encoder):
+    x = torch.randn(3, 12, dtype=torch.float64)
+    exact = contractive_penalty(encoder, x, "exact")[1]
+    torch.manual_seed(1)
+    estimate = contractive_penalty(encoder, x, "hutchinson", projections=4000)[1]
+    assert torch.allclose(estimate, exact, rtol=0.1)
+
+
+def test_penalty_gradient_reaches_every_encoder_layer(encoder):
+    _, penalty = contractive_penalty(encoder, torch.randn(4, 12, dtype=torch.float64), "exact")
+    penalty.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters() if p.dim() == 2)
+
+
+def test_focal_loss_hard_and_soft_targets():
+    s = torch.tensor([[0.9, 0.1], [0.4, 0.6]])
+    t = torch.tensor([[0.8, 0.2], [0.7, 0.3]])
+    # hard: p_t = s[i, argmax t_i] = 0.9 and 0.4
+    expected_hard = (-(0.1 ** 2) * torch.log(torch.tensor(0.9)) - (0.6 ** 2) * torch.log(torch.tensor(0.4))) / 2
+    assert focal_loss(s, t, 2.0, "hard") == pytest.approx(expected_hard.item())
+    expected_soft = -(t * (1 - s) ** 2 * s.log()).sum(dim=1).mean()
+    assert focal_loss(s, t, 2.0, "soft") == pytest.approx(expected_soft.item())
+    assert focal_loss(s, t, 0.0, "hard") == pytest.approx(-(torch.log(torch.tensor([0.9, 0.4]))).mean().item())
+
+
+def test_dccf_through_the_service_reports_every_loss_and_beats_kmeans(client, worker, digits_id):
+    from tests.conftest import submit, wait_for
+
+    kmeans = submit(client, digits_id, "kmeans")
+    dccf = submit(client, digits_id, "dccf")  # the paper's schedule: 100 + 200 epochs, lambda 1e-7, beta 0.1
+    assert dccf["params"]["contractive_lambda"] == 1e-7 and dccf["params"]["hidden_dims"] == [500, 500, 1000]
+    kmeans, dccf = wait_for(client, kmeans["id"]), wait_for(client, dccf["id"], timeout=600)
+    assert dccf["status"] == "succeeded", dccf["error"]
+    assert dccf["metrics"]["acc"] > kmeans["metrics"]["acc"] + 0.02, (dccf["metrics"], kmeans["metrics"])
+    assert dccf["metrics"]["embedding_dim"] == 10  # d' = n_clusters
+    history = client.get(f"/jobs/{dccf['id']}/history").json()
+    trained = [h for h in history if h["phase"] == "train" and "losses" in h]
+    assert trained, history[-3:]
+    terms = {"reconstruction", "contractive", "kl", "focal", "total", "penalty_share"}
+    assert terms <= set(trained[-1]["losses"]) and all(terms <= set(h["losses"]) for h in trained)
+    assert all(h["losses"]["contractive"] > 0 and h["losses"]["focal"] > 0 for h in trained)
+    assert 0 < trained[-1]["losses"]["penalty_share"] < 1e-2  # lambda = 1e-7 leaves the penalty tiny: visible
+    assert "delta_label" in trained[-1] and "acc" in trained[-1]["metrics"]
+
+
+def test_dccf_ablation_switches_turn_terms_off(digits):
+    import numpy as np
+
+    from core import Context, get_method
+
+    X = digits[0][:300]
+    method = get_method("dccf")
+    params = method.Params(pretrain_epochs=1, epochs=2, contractive=False, focal=False, hidden_dims=(32,))
+    ctx = Context(seed=0, device="cpu")
+    result = method.fit(X, 5, params, ctx)
+    losses = [h["losses"] for h in ctx.history if h["phase"] == "train" and "losses" in h]
+    assert losses and all(l["contractive"] == 0 and l["focal"] == 0 and l["kl"] > 0 for l in losses)
+    assert result.embedding.shape == (300, 5) and set(np.unique(result.labels)) <= set(range(5))
