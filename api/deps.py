@@ -6,13 +6,13 @@ from typing import Annotated, Iterator
 from fastapi import Depends, HTTPException, Query
 from sqlalchemy.orm import Session
 
-from persistence.db import _sessionmaker
+from persistence.db import new_session
 from persistence.models import Dataset, Job
 
 
 def get_session() -> Iterator[Session]:
     """A session per request; handlers that write call session.commit() themselves."""
-    session = _sessionmaker()()
+    session = new_session()
     try:
         yield session
     finally:

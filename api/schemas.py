@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 T = TypeVar("T")
 
@@ -30,7 +30,8 @@ class DatasetOut(BaseModel):
     format: str
     n: int
     shape: list[int]
-    source_dtype: str = Field(description="dtype of the upload; stored as float32")
+    dtype: str = Field(validation_alias=AliasChoices("source_dtype", "dtype"),
+                       description="dtype of the upload; the array is stored as float32")
     kind: Literal["vectors", "images"]
     has_labels: bool
     n_classes: int | None

@@ -1,9 +1,11 @@
 """Markdown tables (mean ± std over seeds) from bench/results/*.jsonl: the README's numbers.
 
-"AE reused" counts runs whose autoencoder came from bench/cache (pretrained by an earlier
-method of the same seed): their wall time excludes pretraining.
-
     python bench/report.py [FILES...]
+
+One row per method and exact parameter set; "settings" lists the parameters that differ
+from the method's defaults. "AE reused" counts runs whose autoencoder came from
+bench/cache (pretrained by an earlier method of the same seed): their wall time excludes
+pretraining.
 """
 from __future__ import annotations
 
@@ -13,7 +15,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from common import RESULTS
+from common import RESULTS, ROOT
+
+sys.path.insert(0, str(ROOT))
+from core.registry import get_method  # noqa: E402
 
 
 def fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
@@ -25,6 +30,12 @@ def fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def settings(method: str, params: dict) -> str:
+    defaults = get_method(method).Params().model_dump(mode="json")
+    changed = {k: v for k, v in params.items() if defaults.get(k) != v and k != "pretrain_epochs"}
+    return ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
+
+
 def main() -> None:
     files = [Path(f) for f in sys.argv[1:]] or sorted(RESULTS.glob("*.jsonl"))
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -32,17 +43,20 @@ def main() -> None:
         for line in file.read_text().splitlines():
             if line.strip():
                 r = json.loads(line)
-                epochs = r["params"].get("pretrain_epochs", "-")
-                groups[(file.stem, r["dataset"], r["n"], r["method"], epochs, r["device"])].append(r)
+                key = (file.stem, r["dataset"], r["n"], r["method"], json.dumps(r["params"], sort_keys=True),
+                       r["device"])
+                groups[key].append(r)
     current = None
-    for (stem, dataset, n, method, epochs, device), runs in sorted(groups.items()):
+    for (stem, dataset, n, method, params, device), runs in groups.items():
         if (stem, dataset) != current:
             current = (stem, dataset)
-            print(f"\n**{dataset}** (n={n}, `{stem}.jsonl`)\n")
-            print("| method | pretrain epochs | seeds | ACC % | NMI % | ARI % | wall s | peak MB | device | AE reused |")
-            print("|---|---|---|---|---|---|---|---|---|---|")
-        print(f"| {method} | {epochs} | {len(runs)} | {fmt([r['acc'] for r in runs])} | "
-              f"{fmt([r['nmi'] for r in runs])} | {fmt([r['ari'] for r in runs])} | "
+            print(f"\n**{dataset}** (n={n}, `bench/results/{stem}.jsonl`)\n")
+            print("| method | settings | pretrain epochs | seeds | ACC % | NMI % | ARI % | wall s | peak MB | device "
+                  "| AE reused |")
+            print("|---|---|---|---|---|---|---|---|---|---|---|")
+        p = json.loads(params)
+        print(f"| {method} | {settings(method, p)} | {p.get('pretrain_epochs', '-')} | {len(runs)} | "
+              f"{fmt([r['acc'] for r in runs])} | {fmt([r['nmi'] for r in runs])} | {fmt([r['ari'] for r in runs])} | "
               f"{fmt([r['wall_s'] for r in runs], 1, 0)} | {fmt([r['peak_mb'] for r in runs], 1, 0)} | {device} | "
               f"{sum(bool(r.get('reused_pretrained_weights')) for r in runs)}/{len(runs)} |")
 

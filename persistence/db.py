@@ -39,10 +39,14 @@ def _sessionmaker() -> sessionmaker[Session]:
     return sessionmaker(get_engine(), expire_on_commit=False)
 
 
+def new_session() -> Session:
+    return _sessionmaker()()
+
+
 @contextmanager
 def session_scope() -> Iterator[Session]:
     """One transaction: committed on success, rolled back on error."""
-    session = _sessionmaker()()
+    session = new_session()
     try:
         yield session
         session.commit()
