@@ -1,6 +1,7 @@
 """The embedded default: with no settings at all, `python -m api.serve` (what `make run`
 starts) runs the whole service: SQLite, local blobs, and a real Celery worker process on
-a filesystem queue. Upload, run, download, over real HTTP."""
+a filesystem queue. Upload, run, download, over real HTTP; and a job survives the whole
+service being killed and restarted."""
 import csv
 import io
 import os
@@ -11,7 +12,6 @@ import sys
 import time
 
 import httpx
-import pytest
 
 from tests.conftest import ROOT, npz_bytes
 
@@ -22,47 +22,84 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def embedded_service(tmp_path):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPCLUST_")}
-    env.update(PORT=str(port), PYTHONPATH=str(ROOT))
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "api.serve"], cwd=tmp_path, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
+class EmbeddedService:
+    """`python -m api.serve` in `workdir` with no DEEPCLUST_* settings but `extra_env`."""
+
+    def __init__(self, workdir, **extra_env):
+        self.workdir, self.port = workdir, free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPCLUST_")}
+        env.update(PORT=str(self.port), PYTHONPATH=str(ROOT), **extra_env)
+        log = (workdir / "serve.log").open("a")
+        self.process = subprocess.Popen([sys.executable, "-m", "api.serve"], cwd=workdir, env=env, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 90
+        while True:
+            try:
+                if httpx.get(f"{self.base}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None or time.time() > deadline:
+                raise RuntimeError((workdir / "serve.log").read_text()[-3000:])
+            time.sleep(0.3)
+
+    def kill(self, sig=signal.SIGTERM) -> None:
+        os.killpg(self.process.pid, sig)
         try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            raise RuntimeError((tmp_path / "serve.log").read_text()[-3000:])
-        time.sleep(0.3)
-    yield base, tmp_path
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def wait_for(self, job_id: str, until, timeout: float = 180) -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            job = httpx.get(f"{self.base}/jobs/{job_id}").json()
+            if until(job):
+                return job
+            time.sleep(0.3)
+        raise AssertionError(f"job {job_id} never got there: {job}")
 
 
-def test_embedded_service_runs_a_job_with_no_settings(embedded_service, digits):
-    base, workdir = embedded_service
-    health = httpx.get(f"{base}/health").json()
-    assert health == {"status": "ok", "database": "sqlite", "embedded": True, "blob_store": "local"}
+def upload_digits(service, digits) -> str:
     X, y = digits
-    dataset = httpx.post(f"{base}/datasets", files={"file": ("digits.npz", npz_bytes(X=X, y=y))}).json()
-    job = httpx.post(f"{base}/jobs", json={"dataset_id": dataset["id"], "method": "kmeans", "n_clusters": 10}).json()
-    deadline = time.time() + 120
-    while job["status"] in ("queued", "running") and time.time() < deadline:
-        time.sleep(0.5)
-        job = httpx.get(f"{base}/jobs/{job['id']}").json()
-    assert job["status"] == "succeeded", job
-    assert job["metrics"]["acc"] > 0.6
-    rows = list(csv.reader(io.StringIO(httpx.get(f"{base}/jobs/{job['id']}/assignments.csv").text)))
-    assert len(rows) == 1798
-    assert (workdir / "var" / "deepclust.db").exists()  # everything under ./var, nothing elsewhere
-    assert not (workdir / "control").exists()
+    return httpx.post(f"{service.base}/datasets", files={"file": ("digits.npz", npz_bytes(X=X, y=y))}).json()["id"]
+
+
+def test_embedded_service_runs_a_job_with_no_settings(tmp_path, digits):
+    service = EmbeddedService(tmp_path)
+    try:
+        health = httpx.get(f"{service.base}/health").json()
+        assert health == {"status": "ok", "database": "sqlite", "embedded": True, "blob_store": "local"}
+        dataset_id = upload_digits(service, digits)
+        job = httpx.post(f"{service.base}/jobs",
+                         json={"dataset_id": dataset_id, "method": "kmeans", "n_clusters": 10}).json()
+        job = service.wait_for(job["id"], lambda j: j["status"] not in ("queued", "running"))
+        assert job["status"] == "succeeded", job
+        assert job["metrics"]["acc"] > 0.6
+        rows = list(csv.reader(io.StringIO(httpx.get(f"{service.base}/jobs/{job['id']}/assignments.csv").text)))
+        assert len(rows) == 1798
+    finally:
+        service.kill()
+    assert (tmp_path / "var" / "deepclust.db").exists()  # everything under ./var, nothing elsewhere
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["serve.log", "var"]
+
+
+def test_a_job_survives_the_whole_embedded_service_being_killed(tmp_path, digits):
+    fast_recovery = {"DEEPCLUST_STALE_AFTER_S": "3", "DEEPCLUST_REAP_EVERY_S": "1", "DEEPCLUST_HEARTBEAT_S": "0.5"}
+    service = EmbeddedService(tmp_path, **fast_recovery)
+    dataset_id = upload_digits(service, digits)
+    job = httpx.post(f"{service.base}/jobs", json={"dataset_id": dataset_id, "method": "ae_kmeans", "n_clusters": 10,
+                                                   "params": {"pretrain_epochs": 40}}).json()
+    service.wait_for(job["id"], lambda j: j["status"] == "running" and (j["progress"] or {}).get("step", 0) >= 3)
+    service.kill(signal.SIGKILL)  # API, worker and its child all die mid-job
+
+    restarted = EmbeddedService(tmp_path, **fast_recovery)
+    try:
+        done = restarted.wait_for(job["id"], lambda j: j["status"] not in ("queued", "running"), timeout=240)
+        assert done["status"] == "succeeded", done
+        assert done["attempts"] == 2
+        assert httpx.get(f"{restarted.base}/jobs/{job['id']}/assignments.csv").text.count("\n") == 1798
+    finally:
+        restarted.kill()
