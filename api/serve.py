@@ -23,11 +23,21 @@ def worker_command(settings) -> list[str]:
             "--without-mingle", "--without-heartbeat"]
 
 
+def _die_with_parent() -> None:
+    """In the worker child: have the kernel send SIGTERM when the server process exits.
+    uvicorn re-raises SIGTERM/SIGINT after its shutdown, so a `finally` can't be relied on."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def main() -> None:
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade_database()
-    worker = subprocess.Popen(worker_command(settings))
+    worker = subprocess.Popen(worker_command(settings), preexec_fn=_die_with_parent)
     host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))
     print(f"deepclust: database {settings.db_url}, queue {settings.broker}, API http://{host}:{port}", flush=True)
     try:

@@ -86,6 +86,19 @@ def test_embedded_service_runs_a_job_with_no_settings(tmp_path, digits):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["serve.log", "var"]
 
 
+def test_stopping_the_server_stops_its_worker(tmp_path):
+    service = EmbeddedService(tmp_path)
+    worker_pids = subprocess.run(["pgrep", "-P", str(service.process.pid)], capture_output=True,
+                                 text=True).stdout.split()
+    assert worker_pids, "the embedded service started no worker process"
+    os.kill(service.process.pid, signal.SIGTERM)  # only the server, as `kill` or Ctrl-C would
+    service.process.wait(timeout=30)
+    deadline = time.time() + 30
+    while time.time() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in worker_pids):
+        time.sleep(0.2)
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in worker_pids), "worker outlived the server"
+
+
 def test_a_job_survives_the_whole_embedded_service_being_killed(tmp_path, digits):
     fast_recovery = {"DEEPCLUST_STALE_AFTER_S": "3", "DEEPCLUST_REAP_EVERY_S": "1", "DEEPCLUST_HEARTBEAT_S": "0.5"}
     service = EmbeddedService(tmp_path, **fast_recovery)
