@@ -153,10 +153,11 @@ class DCCFMethod(Method):
             ctx.report("train", completed, p.epochs, losses=losses, labels=previous.cpu().numpy(),
                        delta_label=changed)
 
-        s = map_in_chunks(lambda x: head(model.encoder(x)), data)
-        confidence, final = s.max(dim=1)
+        z = model.encode(data)
+        with torch.no_grad():
+            confidence, final = head(z).max(dim=1)  # Eq. 18
         return ClusteringResult(labels=final.cpu().numpy().astype(np.int64),
                                 confidence=confidence.cpu().numpy().astype(np.float32),
-                                embedding=model.encode(data).cpu().numpy(),
+                                embedding=z.cpu().numpy(),
                                 extras={"epochs_run": completed, "final_delta_label": changed,
                                         "embedding_dim": int(p.embedding_dim or n_clusters)})

@@ -80,11 +80,12 @@ def self_train(data: torch.Tensor, model: MLPAutoencoder, n_clusters: int, p: DE
         sums["total"] += loss.item()
         steps += 1
 
-    q = map_in_chunks(lambda x: head(model.encoder(x)), data)
-    confidence, final = q.max(dim=1)
+    z = model.encode(data)
+    with torch.no_grad():
+        confidence, final = head(z).max(dim=1)
     return ClusteringResult(labels=final.cpu().numpy().astype(np.int64),
                             confidence=confidence.cpu().numpy().astype(np.float32),
-                            embedding=model.encode(data).cpu().numpy(),
+                            embedding=z.cpu().numpy(),
                             extras={"iterations": iteration, "final_delta_label": changed})
 
 
