@@ -7,7 +7,7 @@ VENV ?= $(HOME)/.cache/deepclust/venv-$(REQ_HASH)
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install run test services bench-baselines clean
+.PHONY: install run test services bench-baselines peer-env clean
 
 install: $(VENV)/.complete
 	@$(PY) -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
@@ -30,6 +30,14 @@ test: install services
 
 bench-baselines: install
 	$(PY) bench/baselines.py
+
+# ClustPy (the peer library) in its own folder, on PYTHONPATH only for bench/peer_clustpy.py,
+# so the project's pinned environment stays as requirements.txt says.
+PEER_DIR := $(VENV)-clustpy
+peer-env: install
+	test -d $(PEER_DIR)/clustpy || $(PY) -m pip install -q --no-deps --no-build-isolation --target $(PEER_DIR) \
+		clustpy==0.0.3 tqdm==4.70.1 matplotlib==3.11.2 pyparsing==3.3.3 cycler==0.12.1 kiwisolver==1.5.1 fonttools==4.68.0
+	@echo "run: PYTHONPATH=$(PEER_DIR) $(PY) bench/peer_clustpy.py"
 
 clean:
 	rm -rf var .venv .pytest_cache

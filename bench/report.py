@@ -31,7 +31,10 @@ def fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
 
 
 def settings(method: str, params: dict) -> str:
-    defaults = get_method(method).Params().model_dump(mode="json")
+    try:
+        defaults = get_method(method).Params().model_dump(mode="json")
+    except KeyError:  # a peer library's method: show its settings as given
+        return ", ".join(f"{k}={v}" for k, v in params.items() if k != "pretrain_epochs")
     changed = {k: v for k, v in params.items() if defaults.get(k) != v and k != "pretrain_epochs"}
     return ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
 
