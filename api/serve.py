@@ -24,8 +24,7 @@ def worker_command(settings) -> list[str]:
 
 
 def _die_with_parent() -> None:
-    """In the worker child: have the kernel send SIGTERM when the server process exits.
-    uvicorn re-raises SIGTERM/SIGINT after its shutdown, so a `finally` can't be relied on."""
+    """In the worker child: have the kernel send SIGTERM if the server process dies (even by SIGKILL)."""
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -33,21 +32,35 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def stop_worker(worker: subprocess.Popen, grace_s: float = 30) -> None:
+    """Warm shutdown (a running job may finish), then kill the worker and its pool after `grace_s`.
+    A job killed here is re-queued by the next start's lost-job check."""
+    if worker.poll() is not None:
+        return
+    worker.terminate()
+    try:
+        worker.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+
+
 def main() -> None:
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade_database()
-    worker = subprocess.Popen(worker_command(settings), preexec_fn=_die_with_parent)
+    # Its own process group, so stop_worker can kill the pool's children too.
+    worker = subprocess.Popen(worker_command(settings), preexec_fn=_die_with_parent, start_new_session=True)
     host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))
     print(f"deepclust: database {settings.db_url}, queue {settings.broker}, API http://{host}:{port}", flush=True)
+    # uvicorn restores these handlers after its graceful shutdown and re-raises the signal into
+    # them; with the default handler that would end the process before the worker is stopped.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
     try:
         uvicorn.run("api.main:app", host=host, port=port, log_level="info")
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_worker(worker)
 
 
 if __name__ == "__main__":

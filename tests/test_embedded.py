@@ -45,12 +45,21 @@ class EmbeddedService:
             time.sleep(0.3)
 
     def kill(self, sig=signal.SIGTERM) -> None:
-        os.killpg(self.process.pid, sig)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        """Signal the server alone (as Ctrl-C or `kill` would); SIGKILL also takes its worker."""
+        workers = self.worker_pids()
+        os.kill(self.process.pid, sig)
+        if sig == signal.SIGKILL:
+            for pid in workers:
+                os.killpg(pid, signal.SIGKILL)  # the whole machine lost: worker and pool too
+        self.process.wait(timeout=60)
+        deadline = time.time() + 60
+        while time.time() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in workers):
+            time.sleep(0.2)
+        assert not any(os.path.exists(f"/proc/{pid}") for pid in workers), "worker outlived the server"
+
+    def worker_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
 
     def wait_for(self, job_id: str, until, timeout: float = 180) -> dict:
         deadline = time.time() + timeout
@@ -88,15 +97,8 @@ def test_embedded_service_runs_a_job_with_no_settings(tmp_path, digits):
 
 def test_stopping_the_server_stops_its_worker(tmp_path):
     service = EmbeddedService(tmp_path)
-    worker_pids = subprocess.run(["pgrep", "-P", str(service.process.pid)], capture_output=True,
-                                 text=True).stdout.split()
-    assert worker_pids, "the embedded service started no worker process"
-    os.kill(service.process.pid, signal.SIGTERM)  # only the server, as `kill` or Ctrl-C would
-    service.process.wait(timeout=30)
-    deadline = time.time() + 30
-    while time.time() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in worker_pids):
-        time.sleep(0.2)
-    assert not any(os.path.exists(f"/proc/{pid}") for pid in worker_pids), "worker outlived the server"
+    assert service.worker_pids(), "the embedded service started no worker process"
+    service.kill(signal.SIGTERM)  # asserts that the worker is gone too
 
 
 def test_a_job_survives_the_whole_embedded_service_being_killed(tmp_path, digits):
