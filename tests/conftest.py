@@ -10,7 +10,6 @@ import io
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
