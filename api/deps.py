@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from persistence.db import new_session
 from persistence.models import Dataset, Job
+from persistence.settings import get_settings
 
 
 def get_session() -> Iterator[Session]:
@@ -42,3 +43,16 @@ def job_or_404(session: Session, job_id: str) -> Job:
     if row is None:
         raise HTTPException(404, f"job {job_id} not found")
     return row
+
+
+def memory_budget() -> tuple[int, str]:
+    """Bytes a worker can give one job, and where that figure comes from (for error messages)."""
+    configured = get_settings().memory_budget_mb
+    if configured:
+        return configured * 2**20, "the worker's memory budget (DEEPCLUST_MEMORY_BUDGET_MB)"
+    import torch
+
+    from core.resources import free_memory_bytes
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return free_memory_bytes(device), f"this machine's free {'GPU ' if device == 'cuda' else ''}memory"

@@ -123,12 +123,31 @@ class Method(ABC):
         """Cluster X (n, ...) into n_clusters groups. X is float32; labels never enter here."""
 
     @classmethod
-    def describe(cls) -> dict[str, Any]:
+    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int, params: MethodParams) -> int | None:
+        """Peak bytes `fit` needs for data of `shape` (n first); None: no size-dependent limit.
+        Methods holding n x n matrices override it, and the API refuses what cannot fit."""
+        return None
+
+    # The data describe() sizes its published limit for: 32 x 32 grey images, 10 clusters.
+    _REFERENCE_SHAPE, _REFERENCE_K = (1, 32, 32), 10
+
+    @classmethod
+    def describe(cls, memory_budget_bytes: int | None = None) -> dict[str, Any]:
+        accepts: dict[str, Any] = {"kinds": list(cls.accepts.kinds), "min_n": cls.accepts.min_n,
+                                   "max_n": cls.accepts.max_n}
+        params = cls.Params()
+        if memory_budget_bytes and cls.memory_bytes(cls._REFERENCE_SHAPE, 2, params) is not None:
+            from core.resources import gib, largest_n
+
+            limit = largest_n(lambda n: cls.memory_bytes((n, *cls._REFERENCE_SHAPE[1:]), cls._REFERENCE_K, params),
+                              memory_budget_bytes)
+            accepts["max_n"] = min(limit, cls.accepts.max_n or limit)
+            accepts["max_n_basis"] = (f"n x n matrices; for 32x32 images, {cls._REFERENCE_K} clusters and default "
+                                      f"params within a memory budget of {gib(memory_budget_bytes)}")
         return {
             "name": cls.name,
             "summary": cls.summary,
             "reference": cls.reference,
-            "accepts": {"kinds": list(cls.accepts.kinds), "min_n": cls.accepts.min_n,
-                        "max_n": cls.accepts.max_n},
+            "accepts": accepts,
             "params_schema": cls.Params.model_json_schema(),
         }

@@ -30,6 +30,6 @@ def get_method(name: str) -> Method:
         raise KeyError(f"unknown method {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
 
 
-def list_methods() -> list[dict]:
+def list_methods(memory_budget_bytes: int | None = None) -> list[dict]:
     _load_all()
-    return [_REGISTRY[name].describe() for name in sorted(_REGISTRY)]
+    return [_REGISTRY[name].describe(memory_budget_bytes) for name in sorted(_REGISTRY)]

@@ -1,5 +1,6 @@
 from fastapi import APIRouter, HTTPException
 
+from api.deps import memory_budget
 from core import list_methods, method_names
 from core.registry import get_method
 
@@ -9,11 +10,11 @@ router = APIRouter(prefix="/methods", tags=["methods"])
 @router.get("")
 def methods() -> list[dict]:
     """Every method: description, accepted input, size limits and its parameters' JSON schema."""
-    return list_methods()
+    return list_methods(memory_budget()[0])
 
 
 @router.get("/{name}")
 def method(name: str) -> dict:
     if name not in method_names():
         raise HTTPException(404, f"unknown method {name!r}; known: {', '.join(method_names())}")
-    return get_method(name).describe()
+    return get_method(name).describe(memory_budget()[0])
