@@ -39,6 +39,11 @@ def settings(method: str, params: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
 
 
+def threads(runs: list[dict]) -> str:
+    """torch's CPU threads per run; runs recorded before it was kept used the default (every core)."""
+    return "/".join(sorted({str(r.get("versions", {}).get("torch_threads") or "all") for r in runs}))
+
+
 def main() -> None:
     files = [Path(f) for f in sys.argv[1:]] or sorted(RESULTS.glob("*.jsonl"))
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -55,12 +60,12 @@ def main() -> None:
             current = (stem, dataset)
             print(f"\n**{dataset}** (n={n}, `bench/results/{stem}.jsonl`)\n")
             print("| method | settings | pretrain epochs | seeds | ACC % | NMI % | ARI % | wall s | peak MB | device "
-                  "| AE reused |")
-            print("|---|---|---|---|---|---|---|---|---|---|---|")
+                  "| threads | AE reused |")
+            print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         p = json.loads(params)
         print(f"| {method} | {settings(method, p)} | {p.get('pretrain_epochs', '-')} | {len(runs)} | "
               f"{fmt([r['acc'] for r in runs])} | {fmt([r['nmi'] for r in runs])} | {fmt([r['ari'] for r in runs])} | "
-              f"{fmt([r['wall_s'] for r in runs], 1, 0)} | {fmt([r['peak_mb'] for r in runs], 1, 0)} | {device} | "
+              f"{fmt([r['wall_s'] for r in runs], 1, 0)} | {fmt([r['peak_mb'] for r in runs], 1, 0)} | {device} | {threads(runs)} | "
               f"{sum(bool(r.get('reused_pretrained_weights')) for r in runs)}/{len(runs)} |")
 
 
