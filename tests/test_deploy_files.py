@@ -275,8 +275,13 @@ def test_commands_come_from_pinned_requirements(services):
 # --------------------------------------------------------------------------- GPU override
 
 def test_gpu_override_reserves_one_nvidia_gpu_for_the_worker(services):
+    from persistence.settings import Settings
+
     override = load_yaml(COMPOSE_GPU)
-    assert set(override["services"]) == {"worker"}
+    assert set(override["services"]) == {"worker", "api"}
+    # the API cannot see the worker's GPU, so it is told the memory budget by a real setting
+    budget = override["services"]["api"]["environment"]["DEEPCLUST_MEMORY_BUDGET_MB"]
+    assert budget.startswith("${DEEPCLUST_MEMORY_BUDGET_MB:-") and "memory_budget_mb" in Settings.model_fields
     assert set(override["services"]) <= set(services), "the override names a service the base lacks"
     devices = override["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
