@@ -1,0 +1,219 @@
+"""R-DC (Shaheen/Salem, Mrabah, Ksantini, Alqaddoumi, arXiv 2503.03733): deep clustering with
+two rounds of self-supervision and no pseudo-labels (../shared/methods/rdc.md).
+
+Phase 1 pretrains the MLP autoencoder with ACAI (core/acai.py). Phase 2 refreshes the codes
+every `refresh_interval` iterations, finds each point's M-1 nearest neighbours, calls a
+point *core* when its nearest/farthest neighbour distance ratio exceeds alpha_core, keeps
+the neighbours within beta_nn of the nearest one, and pulls each core point's code towards
+the centroid of its kept neighbours (L_E) while its reconstruction is pulled towards the
+decoded centroid (L_C). Border points only reconstruct. Training stops when the core ratio
+stops growing; k-means (or DBSCAN) on the final codes gives the clusters. The latent
+geometry R-DC argues with (TwoNN ID, PCA LID, their gap) is logged at every refresh.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from core.acai import ACAIParams, acai_pretrained_autoencoder
+from core.autoencoder import MLPAutoencoder
+from core.clustering_head import kmeans_centers
+from core.geometry import cluster_geometry
+from core.images import image_shape, random_shift_rotate
+from core.interface import ClusteringResult, Context, Method
+from core.knn import knn
+from core.methods.dec import DECParams, self_train
+from core.methods.kmeans import _confidence
+from core.registry import register
+from core.training import OptimizerName, as_vectors, make_optimizer, seed_everything
+
+
+class RDCParams(ACAIParams):
+    phase2: Literal["proximity", "none", "dec"] = Field(
+        "proximity", description="'proximity': R-DC's phase 2; 'none': k-means on the ACAI codes (ablation, "
+                                 "AE+k-means); 'dec': DEC self-training on the ACAI weights (ablation)")
+    n_neighbors: int = Field(5, ge=3, le=100, description="M, the neighbourhood size counting the point itself "
+                                                           "(code: 5, i.e. 4 real neighbours)")
+    alpha_core: float = Field(0.6, gt=0, le=1, description="core point when D_1 / D_(M-1) > alpha_core (Eq. 4-6)")
+    beta_nn: float = Field(0.6, gt=0, description="keep neighbour j when D_j - D_1 < beta_nn (Eq. 7-9); "
+                                                  "an absolute latent distance unless beta_scale='median'")
+    beta_scale: Literal["absolute", "median"] = Field(
+        "absolute", description="'median': beta_nn is in units of the median nearest-neighbour distance "
+                                "(spec pitfall 7; the paper's beta is absolute)")
+    filter_mode: Literal["paper", "code"] = Field(
+        "paper", description="'paper': D' = D_j - D_1 per point; 'code': the authors' running minimum of D_1 "
+                             "over the sample order, started at the last sample's (spec pitfall 1)")
+    border_target: Literal["paper", "code"] = Field(
+        "paper", description="'paper': border points reconstruct their input and are left out of L_E; 'code': "
+                             "they are pulled to their refresh-time code and its decoding (spec pitfall 2)")
+    gamma: float = Field(100.0, ge=0, description="weight of the reconstruction term: L = L_E + gamma L_C (code 100)")
+    refresh_interval: int = Field(140, ge=1, le=100000,
+                                  description="iterations between refreshes of codes, neighbours and targets "
+                                              "(code 140; the paper says every iteration)")
+    maxiter: int = Field(20000, ge=0, le=10_000_000, description="maximum phase-2 iterations (mini-batches)")
+    patience: int = Field(3, ge=1, le=1000, description="stop after this many refreshes without a higher core ratio")
+    optimizer: OptimizerName = Field("adam", description="phase-2 optimizer (paper: Adam)")
+    lr: float = Field(1e-4, gt=0, le=10, description="phase-2 learning rate (not in the paper; a guess)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="momentum when optimizer is sgd (DynAE: SGD 1e-3, 0.9)")
+    n_init: int = Field(20, ge=1, le=100, description="k-means restarts (final clustering and geometry monitor)")
+    final_clustering: Literal["kmeans", "dbscan"] = Field(
+        "kmeans", description="'dbscan' when K is unknown (the paper's advice): min_samples = n_neighbors, eps the "
+                              "dbscan_quantile of the distance to the (M-1)-th neighbour; noise joins its nearest "
+                              "cluster; n_clusters is then ignored")
+    dbscan_quantile: float = Field(0.9, gt=0, lt=1, description="quantile of kNN distances used as DBSCAN's eps")
+    geometry: bool = Field(True, description="log TwoNN ID, PCA LID and FT per k-means cluster at every refresh")
+    lid_threshold: float = Field(0.9999, gt=0, lt=1, description="explained variance threshold of the PCA LID "
+                                                                  "(R-DC code 0.9999; Ansuini 0.9)")
+
+
+@torch.no_grad()
+def proximity_filter(dist: torch.Tensor, alpha_core: float, beta_nn: float, filter_mode: str = "paper",
+                     beta_scale: str = "absolute") -> tuple[torch.Tensor, torch.Tensor]:
+    """(core (n,), kept (n, M-1)) from ascending distances to each point's real neighbours."""
+    core = dist[:, 0] > alpha_core * dist[:, -1]  # r_i = D_1 / D_(M-1) > alpha, without dividing by 0
+    if filter_mode == "paper":
+        nearest = dist[:, :1]
+    else:  # the authors' loop: a minimum carried over from the last sample, then only decreasing
+        nearest = torch.cummin(dist[:, 0].clamp_max(dist[-1, 0]), dim=0).values[:, None]
+    beta = beta_nn * (dist[:, 0].median() if beta_scale == "median" else 1.0)
+    kept = (dist - nearest) < beta
+    if filter_mode == "paper":
+        kept[:, 0] = True
+    return core & kept.any(dim=1), kept
+
+
+def neighbour_centroids(z: torch.Tensor, idx: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """Mean code of each point's kept neighbours (the point itself excluded), Eq. 11."""
+    w = kept.to(z.dtype)[..., None]
+    return (z[idx] * w).sum(1) / w.sum(1).clamp_min(1)
+
+
+def proximity_losses(z: torch.Tensor, x_hat: torch.Tensor, c: torch.Tensor, y: torch.Tensor,
+                     pull: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """L_E = mean_i pull_i ||z_i - c_i||^2 / d_z (Eq. 13) and L_C = mean_i ||x_hat_i - y_i||^2 / d (Eq. 12)."""
+    latent = ((z - c).pow(2).mean(1) * pull).mean()
+    return latent, (x_hat - y).pow(2).mean(1).mean()
+
+
+class _Monitor:
+    """Neighbourhoods, core ratio and latent geometry of a set of codes (logged, label-free)."""
+
+    def __init__(self, p: RDCParams, n_clusters: int, ctx: Context):
+        self.p, self.k, self.ctx = p, n_clusters, ctx
+
+    def __call__(self, z: torch.Tensor, phase: str, step: int, total: int, **extra):
+        p = self.p
+        dist, idx = knn(z, p.n_neighbors - 1)
+        core, kept = proximity_filter(dist, p.alpha_core, p.beta_nn, p.filter_mode, p.beta_scale)
+        record = {"core_ratio": core.float().mean().item(),
+                  "kept_neighbours": kept[core].float().sum(1).mean().item() if core.any() else 0.0}
+        labels = None
+        if p.geometry:
+            z_np = z.cpu().numpy()
+            labels = kmeans_centers(z_np, self.k, self.ctx.seed, p.n_init)[1]
+            record.update(cluster_geometry(z_np, labels, p.lid_threshold))
+        self.ctx.report(phase, step, total, labels=labels, **record, **extra)
+        return dist, idx, core, kept, record
+
+
+def proximity_training(data: torch.Tensor, model: MLPAutoencoder, shape, p: RDCParams, monitor: _Monitor,
+                       ctx: Context, generator: torch.Generator) -> dict:
+    """R-DC's phase 2; returns what the result's extras report."""
+    optimizer = make_optimizer(p.optimizer, model.parameters(), p.lr, p.momentum)
+    n, best, stale, index, stop = len(data), -1.0, 0, 0, "maxiter"
+    sums, steps, ratios = {"latent": 0.0, "reconstruction": 0.0, "total": 0.0}, 0, []
+    for iteration in range(p.maxiter + 1):
+        if iteration % p.refresh_interval == 0 or iteration == p.maxiter:
+            z = model.encode(data)
+            losses = {k: v / steps for k, v in sums.items()} if steps else None
+            _, idx, core, kept, record = monitor(z, "refresh", iteration, p.maxiter, losses=losses)
+            sums, steps = dict.fromkeys(sums, 0.0), 0
+            ratios.append(record["core_ratio"])
+            best, stale = (record["core_ratio"], 0) if record["core_ratio"] > best else (best, stale + 1)
+            if stale >= p.patience:
+                stop = "core ratio stopped growing"
+                break
+            if iteration == p.maxiter:
+                break
+            centroids = torch.where(core[:, None], neighbour_centroids(z, idx, kept), z)
+            pull = core.float() if p.border_target == "paper" else torch.ones_like(core, dtype=torch.float32)
+        batch = slice(index * p.batch_size, min((index + 1) * p.batch_size, n))
+        x = data[batch]
+        x_in = random_shift_rotate(x, shape, generator=generator) if p.augment and shape is not None else x
+        z_batch, x_hat = model(x_in)
+        with torch.no_grad():  # targets: the current decoder's image of the fixed centroids
+            y = model.decoder(centroids[batch])
+            if p.border_target == "paper":
+                y = torch.where(core[batch, None], y, x)
+        latent, reconstruction = proximity_losses(z_batch, x_hat, centroids[batch], y, pull[batch])
+        loss = latent + p.gamma * reconstruction
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        index = index + 1 if (index + 1) * p.batch_size < n else 0
+        for key, value in (("latent", latent), ("reconstruction", reconstruction), ("total", loss)):
+            sums[key] += value.item()
+        steps += 1
+    return {"iterations": iteration, "stop_reason": stop, "core_ratio": ratios[-1], "core_ratios": ratios}
+
+
+def density_labels(z: torch.Tensor, min_samples: int, quantile: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """DBSCAN on the codes with eps from the kNN distances (no labels, no K); noise points join
+    the cluster of their nearest clustered point. Returns labels, confidence (1 clustered, 0 joined), eps."""
+    from sklearn.cluster import DBSCAN
+
+    dist, _ = knn(z, min_samples - 1)
+    eps = float(torch.quantile(dist[:, -1].double(), quantile))
+    labels = DBSCAN(eps=max(eps, 1e-12), min_samples=min_samples).fit(z.cpu().numpy()).labels_
+    noise = labels < 0
+    if noise.all():
+        return np.zeros(len(labels), dtype=np.int64), np.zeros(len(labels), dtype=np.float32), eps
+    if noise.any():
+        members = torch.as_tensor(np.flatnonzero(~noise), device=z.device)
+        _, nearest = knn(z[members], 1, queries=z[torch.as_tensor(np.flatnonzero(noise), device=z.device)])
+        labels[noise] = labels[members[nearest[:, 0]].cpu().numpy()]
+    return np.unique(labels, return_inverse=True)[1].astype(np.int64), (~noise).astype(np.float32), eps
+
+
+@register
+class RDCMethod(Method):
+    name = "rdc"
+    summary = ("R-DC: ACAI-pretrained autoencoder, then proximity-level self-supervision that pulls dense "
+               "(core) points to their reliable neighbours' centroid; k-means on the final codes.")
+    reference = "Shaheen, Mrabah, Ksantini, Alqaddoumi. Rethinking Deep Clustering Paradigms. arXiv 2503.03733"
+    Params = RDCParams
+
+    def fit(self, X: np.ndarray, n_clusters: int, params: RDCParams, ctx: Context) -> ClusteringResult:
+        p = params
+        generator = seed_everything(ctx.seed)
+        shape = image_shape(X.shape)
+        data = torch.from_numpy(as_vectors(X, p.input_scaling)).to(ctx.device)
+        if p.n_neighbors > len(data):
+            raise ValueError(f"n_neighbors ({p.n_neighbors}) exceeds the number of samples ({len(data)})")
+        model = acai_pretrained_autoencoder(data, p, ctx, generator, shape)
+        monitor = _Monitor(p, n_clusters, ctx)
+        extras: dict = {"augmented": bool(p.augment and shape is not None)}
+        if p.phase2 == "dec":
+            dec = DECParams(**{k: getattr(p, k) for k in ("hidden_dims", "embedding_dim", "batch_size", "n_init")})
+            monitor(model.encode(data), "phase1", 1, 1)
+            result = self_train(data, model, n_clusters, dec, ctx, reconstruction_weight=0.0, clustering_weight=1.0)
+            monitor(torch.from_numpy(result.embedding).to(ctx.device), "final", 1, 1)
+            result.extras.update(extras)
+            return result
+        if p.phase2 == "proximity":
+            extras.update(proximity_training(data, model, shape, p, monitor, ctx, generator))
+        z = model.encode(data)
+        final = monitor(z, "final" if p.phase2 == "proximity" else "phase1", 1, 1)[-1]
+        extras["geometry"] = {k: final.get(k) for k in ("id", "lid", "ft", "core_ratio")}
+        if p.final_clustering == "dbscan":
+            labels, confidence, eps = density_labels(z, p.n_neighbors, p.dbscan_quantile)
+            extras.update(dbscan_eps=eps, noise_share=float(1 - confidence.mean()))
+        else:
+            centers, labels = kmeans_centers(z.cpu().numpy(), n_clusters, ctx.seed, p.n_init)
+            confidence = _confidence(z.cpu().numpy(), centers)
+        extras["n_clusters_found"] = int(len(np.unique(labels)))
+        ctx.report("cluster", 1, 1, labels=labels, n_clusters_found=extras["n_clusters_found"])
+        return ClusteringResult(labels=labels, confidence=confidence, embedding=z.cpu().numpy(), extras=extras)
