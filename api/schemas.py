@@ -49,7 +49,8 @@ class JobCreate(BaseModel):
 
     dataset_id: str = Field(pattern=r"^[0-9a-f]{32}$")
     method: str = Field(max_length=64, description="a name from GET /methods")
-    n_clusters: int = Field(ge=2, le=100_000)
+    n_clusters: int | None = Field(None, ge=2, le=100_000, description="required unless the method finds it "
+                                   "(GET /methods: accepts.finds_n_clusters)")
     params: dict[str, Any] = Field(default_factory=dict, description="the method's parameters; omitted ones take "
                                                                       "the paper's defaults")
     seed: int = Field(0, ge=0, le=2**31 - 1)
@@ -61,7 +62,7 @@ class JobOut(BaseModel):
     id: str
     dataset_id: str
     method: str
-    n_clusters: int
+    n_clusters: int | None
     params: dict[str, Any]
     seed: int
     status: JobStatus

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="cluster a data file")
     run.add_argument("data", help=".npy, .npz (X, optional y, ids), .csv or .parquet")
     run.add_argument("--method", "-m", required=True)
-    run.add_argument("--clusters", "-k", type=int, required=True)
+    run.add_argument("--clusters", "-k", type=int, help="the number of clusters (optional for methods that find it)")
     run.add_argument("--params", default="{}", help="the method's parameters as JSON")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", "-o", help="write index,sample_id,cluster,confidence here")

@@ -35,8 +35,9 @@ class InputSpec:
     kinds: tuple[InputKind, ...] = ("vectors", "images")
     max_n: int | None = None  # methods with an n x n matrix refuse larger data
     min_n: int = 2
+    finds_n_clusters: bool = False  # True: n_clusters may be omitted and the method finds it (R-DC)
 
-    def problem(self, shape: tuple[int, ...], n_clusters: int) -> str | None:
+    def problem(self, shape: tuple[int, ...], n_clusters: int | None) -> str | None:
         """Why data of `shape` cannot be clustered into `n_clusters`, or None if it can."""
         n = shape[0]
         kind = "images" if len(shape) in (3, 4) else "vectors"
@@ -46,6 +47,8 @@ class InputSpec:
             return f"this method needs at least {self.min_n} samples, got {n}"
         if self.max_n is not None and n > self.max_n:
             return f"this method holds an n x n matrix and accepts at most {self.max_n} samples, got {n}"
+        if n_clusters is None:
+            return None if self.finds_n_clusters else "n_clusters is required: this method cannot find it"
         if not 2 <= n_clusters <= n:
             return f"n_clusters must be between 2 and the number of samples ({n}), got {n_clusters}"
         return None
@@ -119,11 +122,12 @@ class Method(ABC):
     Params: ClassVar[type[MethodParams]]
 
     @abstractmethod
-    def fit(self, X: np.ndarray, n_clusters: int, params: MethodParams, ctx: Context) -> ClusteringResult:
-        """Cluster X (n, ...) into n_clusters groups. X is float32; labels never enter here."""
+    def fit(self, X: np.ndarray, n_clusters: int | None, params: MethodParams, ctx: Context) -> ClusteringResult:
+        """Cluster X (n, ...) into n_clusters groups. X is float32; labels never enter here.
+        n_clusters is None only for methods whose `accepts.finds_n_clusters` is True."""
 
     @classmethod
-    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int, params: MethodParams) -> int | None:
+    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None, params: MethodParams) -> int | None:
         """Peak bytes `fit` needs for data of `shape` (n first); None: no size-dependent limit.
         Methods holding n x n matrices override it, and the API refuses what cannot fit."""
         return None
@@ -134,7 +138,7 @@ class Method(ABC):
     @classmethod
     def describe(cls, memory_budget_bytes: int | None = None) -> dict[str, Any]:
         accepts: dict[str, Any] = {"kinds": list(cls.accepts.kinds), "min_n": cls.accepts.min_n,
-                                   "max_n": cls.accepts.max_n}
+                                   "max_n": cls.accepts.max_n, "finds_n_clusters": cls.accepts.finds_n_clusters}
         params = cls.Params()
         if memory_budget_bytes and cls.memory_bytes(cls._REFERENCE_SHAPE, 2, params) is not None:
             from core.resources import gib, largest_n

@@ -48,8 +48,8 @@ def evaluate(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     }
 
 
-def cluster_sizes(y_pred: np.ndarray, n_clusters: int) -> list[int]:
-    return np.bincount(np.asarray(y_pred, dtype=np.int64), minlength=n_clusters).tolist()
+def cluster_sizes(y_pred: np.ndarray, n_clusters: int | None) -> list[int]:
+    return np.bincount(np.asarray(y_pred, dtype=np.int64), minlength=n_clusters or 0).tolist()
 
 
 def sampled_silhouette(embedding: np.ndarray, y_pred: np.ndarray, seed: int = 0,
@@ -63,7 +63,7 @@ def sampled_silhouette(embedding: np.ndarray, y_pred: np.ndarray, seed: int = 0,
                                   random_state=seed))
 
 
-def result_metrics(y_pred: np.ndarray, embedding: np.ndarray, n_clusters: int,
+def result_metrics(y_pred: np.ndarray, embedding: np.ndarray, n_clusters: int | None,
                    y_true: np.ndarray | None = None, seed: int = 0) -> dict:
     """Every metric a finished job reports: external ones only when labels exist."""
     out: dict = {

@@ -54,7 +54,7 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
     method: Mapped[str] = mapped_column(String(64))
-    n_clusters: Mapped[int] = mapped_column(Integer)
+    n_clusters: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: the method finds it
     params: Mapped[dict[str, Any]] = mapped_column(JSON)  # validated, with every default filled in
     seed: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), index=True, default="queued")

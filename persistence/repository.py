@@ -74,7 +74,8 @@ def page(session: Session, query, limit: int, offset: int) -> tuple[list, int]:
 
 
 # ---- jobs ---------------------------------------------------------------------------------------
-def create_job(session: Session, dataset_id: str, method: str, n_clusters: int, params: dict, seed: int) -> Job:
+def create_job(session: Session, dataset_id: str, method: str, n_clusters: int | None, params: dict,
+               seed: int) -> Job:
     job = Job(id=new_id(), dataset_id=dataset_id, method=method, n_clusters=n_clusters, params=params,
               seed=seed, status="queued", attempts=0, cancel_requested=False, created_at=utcnow())
     session.add(job)

@@ -138,6 +138,7 @@ BAD_JOBS = [
     ({"n_clusters": 5000}, "n_clusters"),
     ({"n_clusters": 1}, "greater than or equal"),
     ({"n_clusters": "ten"}, "integer"),
+    ({"n_clusters": None}, "n_clusters is required"),  # idec cannot find the number of clusters
     ({"dataset_id": "0" * 32}, "does not exist"),
     ({"dataset_id": "../etc"}, "pattern"),
     ({"seed": -3}, "greater than or equal"),
