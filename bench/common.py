@@ -21,13 +21,15 @@ def data_path(name: str) -> Path:
 
 
 def run_cli(data: Path, method: str, k: int, params: dict, seed: int, results: Path,
-            device: str | None = None) -> dict:
-    """One `deepclust run`; its JSON line is appended to `results` by the CLI itself."""
+            device: str | None = None, extra: list[str] | None = None) -> dict:
+    """One `deepclust run`; its JSON line is appended to `results` by the CLI itself.
+    `extra`: more CLI arguments (e.g. --embedding-out)."""
     command = [sys.executable, "-m", "core.cli", "run", str(data), "--method", method, "--clusters", str(k),
                "--params", json.dumps(params), "--seed", str(seed), "--results", str(results),
                "--cache-dir", str(CACHE), "--quiet"]
     if device:
         command += ["--device", device]
+    command += extra or []
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")

@@ -23,7 +23,7 @@ from core.autoencoder import MLPAutoencoder
 from core.clustering_head import kmeans_centers
 from core.geometry import cluster_geometry
 from core.images import image_shape, random_shift_rotate
-from core.interface import ClusteringResult, Context, Method
+from core.interface import ClusteringResult, Context, InputSpec, Method
 from core.knn import knn
 from core.methods.dec import DECParams, self_train
 from core.methods.kmeans import _confidence
@@ -62,7 +62,7 @@ class RDCParams(ACAIParams):
     final_clustering: Literal["kmeans", "dbscan"] = Field(
         "kmeans", description="'dbscan' when K is unknown (the paper's advice): min_samples = n_neighbors, eps the "
                               "dbscan_quantile of the distance to the (M-1)-th neighbour; noise joins its nearest "
-                              "cluster; n_clusters is then ignored")
+                              "cluster; n_clusters is then ignored. Used whenever n_clusters is not given")
     dbscan_quantile: float = Field(0.9, gt=0, lt=1, description="quantile of kNN distances used as DBSCAN's eps")
     geometry: bool = Field(True, description="log TwoNN ID, PCA LID and FT per k-means cluster at every refresh")
     lid_threshold: float = Field(0.9999, gt=0, lt=1, description="explained variance threshold of the PCA LID "
@@ -101,7 +101,7 @@ def proximity_losses(z: torch.Tensor, x_hat: torch.Tensor, c: torch.Tensor, y: t
 class _Monitor:
     """Neighbourhoods, core ratio and latent geometry of a set of codes (logged, label-free)."""
 
-    def __init__(self, p: RDCParams, n_clusters: int, ctx: Context):
+    def __init__(self, p: RDCParams, n_clusters: int | None, ctx: Context):
         self.p, self.k, self.ctx = p, n_clusters, ctx
 
     def __call__(self, z: torch.Tensor, phase: str, step: int, total: int, **extra):
@@ -113,7 +113,8 @@ class _Monitor:
         labels = None
         if p.geometry:
             z_np = z.cpu().numpy()
-            labels = kmeans_centers(z_np, self.k, self.ctx.seed, p.n_init)[1]
+            labels = (kmeans_centers(z_np, self.k, self.ctx.seed, p.n_init)[1] if self.k is not None
+                      else density_labels(z, p.n_neighbors, p.dbscan_quantile)[0])
             record.update(cluster_geometry(z_np, labels, p.lid_threshold))
         self.ctx.report(phase, step, total, labels=labels, **record, **extra)
         return dist, idx, core, kept, record
@@ -185,8 +186,9 @@ class RDCMethod(Method):
                "(core) points to their reliable neighbours' centroid; k-means on the final codes.")
     reference = "Shaheen, Mrabah, Ksantini, Alqaddoumi. Rethinking Deep Clustering Paradigms. arXiv 2503.03733"
     Params = RDCParams
+    accepts = InputSpec(finds_n_clusters=True)  # without n_clusters: DBSCAN on the final codes
 
-    def fit(self, X: np.ndarray, n_clusters: int, params: RDCParams, ctx: Context) -> ClusteringResult:
+    def fit(self, X: np.ndarray, n_clusters: int | None, params: RDCParams, ctx: Context) -> ClusteringResult:
         p = params
         generator = seed_everything(ctx.seed)
         shape = image_shape(X.shape)
@@ -197,18 +199,21 @@ class RDCMethod(Method):
         monitor = _Monitor(p, n_clusters, ctx)
         extras: dict = {"augmented": bool(p.augment and shape is not None)}
         if p.phase2 == "dec":
-            dec = DECParams(**{k: getattr(p, k) for k in ("hidden_dims", "embedding_dim", "batch_size", "n_init")})
+            if n_clusters is None:
+                raise ValueError("phase2='dec' needs n_clusters")
+            dec = DECParams(**{k: getattr(p, k) for k in ("hidden_dims", "embedding_dim", "batch_size", "n_init",
+                                                          "maxiter")})
             monitor(model.encode(data), "phase1", 1, 1)
             result = self_train(data, model, n_clusters, dec, ctx, reconstruction_weight=0.0, clustering_weight=1.0)
-            monitor(torch.from_numpy(result.embedding).to(ctx.device), "final", 1, 1)
-            result.extras.update(extras)
+            final = monitor(torch.from_numpy(result.embedding).to(ctx.device), "final", 1, 1)[-1]
+            result.extras.update(extras, geometry={k: final.get(k) for k in ("id", "lid", "ft", "core_ratio")})
             return result
         if p.phase2 == "proximity":
             extras.update(proximity_training(data, model, shape, p, monitor, ctx, generator))
         z = model.encode(data)
         final = monitor(z, "final" if p.phase2 == "proximity" else "phase1", 1, 1)[-1]
         extras["geometry"] = {k: final.get(k) for k in ("id", "lid", "ft", "core_ratio")}
-        if p.final_clustering == "dbscan":
+        if p.final_clustering == "dbscan" or n_clusters is None:
             labels, confidence, eps = density_labels(z, p.n_neighbors, p.dbscan_quantile)
             extras.update(dbscan_eps=eps, noise_share=float(1 - confidence.mean()))
         else:
