@@ -40,7 +40,7 @@ def purity(embedding: np.ndarray, y: np.ndarray, params: dict) -> dict:
 
     p = RDCParams(**params)
     dist, idx = knn(torch.from_numpy(embedding), p.n_neighbors - 1)
-    core, kept = proximity_filter(dist, p.alpha_core, p.beta_nn, p.filter_mode, p.beta_scale)
+    core, kept = proximity_filter(dist, p.alpha_core, p.beta_nn, p.filter_mode, p.beta_scale, p.core_rule)
     core, kept, idx = core.numpy(), kept.numpy(), idx.numpy()
     return {"purity_all": neighbour_purity(idx, np.ones_like(kept), y),
             "purity_core_kept": neighbour_purity(idx, kept & core[:, None], y),
@@ -52,7 +52,8 @@ def table(results: Path, geometry: Path) -> None:
              for g in map(json.loads, geometry.read_text().splitlines()) if g}
     groups: dict[tuple, list] = defaultdict(list)
     for r in map(json.loads, results.read_text().splitlines()):
-        key = (r["dataset"], r["params"]["phase2"], r["params"]["pretrain_epochs"], r["params"]["maxiter"], r["device"])
+        key = (r["dataset"], r["params"]["phase2"], r["params"].get("core_rule", "above"), r["params"]["pretrain_epochs"],
+               r["params"]["maxiter"], r["device"])
         groups[key].append((r, extra.get((r["dataset"], r["seed"], json.dumps(r["params"], sort_keys=True)), {})))
 
     def fmt(values, scale=100.0, digits=1):
@@ -62,14 +63,14 @@ def table(results: Path, geometry: Path) -> None:
         return f"{values[0]:.{digits}f}" if len(values) == 1 else \
             f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
-    print("| dataset | phase 2 | pretrain epochs | seeds | ACC % | NMI % | ARI % | F1 macro % | F1 micro % | "
+    print("| dataset | phase 2 | core rule | pretrain epochs | seeds | ACC % | NMI % | ARI % | F1 macro % | F1 micro % | "
           "core ratio % | kNN purity % all / core-kept | ID | LID | phase-2 iters | wall s | peak MB | device, threads |")
-    print("|" + "---|" * 17)
-    for (dataset, phase2, epochs, maxiter, device), runs in sorted(groups.items()):
+    print("|" + "---|" * 18)
+    for (dataset, phase2, rule, epochs, maxiter, device), runs in sorted(groups.items()):
         rs, gs = [r for r, _ in runs], [g for _, g in runs]
         geo = [r["extras"].get("geometry", {}) for r in rs]
         iters = [r["extras"].get("iterations") for r in rs if "iterations" in r["extras"]]
-        print(f"| {dataset} | {phase2} | {epochs} | {len(rs)} | {fmt([r['acc'] for r in rs])} | "
+        print(f"| {dataset} | {phase2} | {rule if phase2 == 'proximity' else '-'} | {epochs} | {len(rs)} | {fmt([r['acc'] for r in rs])} | "
               f"{fmt([r['nmi'] for r in rs])} | {fmt([r['ari'] for r in rs])} | {fmt([r['f1_macro'] for r in rs])} | "
               f"{fmt([g.get('f1_micro') for g in gs])} | {fmt([g.get('core_ratio') for g in gs])} | "
               f"{fmt([g.get('purity_all') for g in gs])} / {fmt([g.get('purity_core_kept') for g in gs])} | "

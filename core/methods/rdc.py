@@ -37,7 +37,12 @@ class RDCParams(ACAIParams):
                                  "AE+k-means); 'dec': DEC self-training on the ACAI weights (ablation)")
     n_neighbors: int = Field(5, ge=3, le=100, description="M, the neighbourhood size counting the point itself "
                                                            "(code: 5, i.e. 4 real neighbours)")
-    alpha_core: float = Field(0.6, gt=0, le=1, description="core point when D_1 / D_(M-1) > alpha_core (Eq. 4-6)")
+    alpha_core: float = Field(0.6, gt=0, le=1, description="threshold on r = D_1 / D_(M-1) for core points (Eq. 4-6)")
+    core_rule: Literal["below", "above"] = Field(
+        "below", description="'below': core ('unconflicted') when r < alpha_core, as the authors' loop selects "
+                             "the points it pulls; the only reading under which the paper's reported dynamics "
+                             "hold here (core ratio grows, kept neighbours purer). 'above': r > alpha_core, the "
+                             "spec's reading of the text ('ratio greater than the threshold'; Eq. 4-5 are lost)")
     beta_nn: float = Field(0.6, gt=0, description="keep neighbour j when D_j - D_1 < beta_nn (Eq. 7-9); "
                                                   "an absolute latent distance unless beta_scale='median'")
     beta_scale: Literal["absolute", "median"] = Field(
@@ -71,13 +76,17 @@ class RDCParams(ACAIParams):
 
 @torch.no_grad()
 def proximity_filter(dist: torch.Tensor, alpha_core: float, beta_nn: float, filter_mode: str = "paper",
-                     beta_scale: str = "absolute") -> tuple[torch.Tensor, torch.Tensor]:
+                     beta_scale: str = "absolute", core_rule: str = "below") -> tuple[torch.Tensor, torch.Tensor]:
     """(core (n,), kept (n, M-1)) from ascending distances to each point's real neighbours."""
-    core = dist[:, 0] > alpha_core * dist[:, -1]  # r_i = D_1 / D_(M-1) > alpha, without dividing by 0
+    if core_rule == "below":  # r_i = D_1 / D_(M-1) < alpha without dividing; the code skips D_(M-1) = 0
+        core = (dist[:, 0] < alpha_core * dist[:, -1]) & (dist[:, -1] > 0)
+    else:
+        core = dist[:, 0] > alpha_core * dist[:, -1]
     if filter_mode == "paper":
         nearest = dist[:, :1]
-    else:  # the authors' loop: a minimum carried over from the last sample, then only decreasing
-        nearest = torch.cummin(dist[:, 0].clamp_max(dist[-1, 0]), dim=0).values[:, None]
+    else:  # the authors' loop over core points: a minimum carried over from the last sample, only decreasing
+        running = torch.where(core, dist[:, 0], torch.full_like(dist[:, 0], float("inf")))
+        nearest = torch.cummin(running.clamp_max(dist[-1, 0]), dim=0).values[:, None]
     beta = beta_nn * (dist[:, 0].median() if beta_scale == "median" else 1.0)
     kept = (dist - nearest) < beta
     if filter_mode == "paper":
@@ -107,7 +116,7 @@ class _Monitor:
     def __call__(self, z: torch.Tensor, phase: str, step: int, total: int, **extra):
         p = self.p
         dist, idx = knn(z, p.n_neighbors - 1)
-        core, kept = proximity_filter(dist, p.alpha_core, p.beta_nn, p.filter_mode, p.beta_scale)
+        core, kept = proximity_filter(dist, p.alpha_core, p.beta_nn, p.filter_mode, p.beta_scale, p.core_rule)
         record = {"core_ratio": core.float().mean().item(),
                   "kept_neighbours": kept[core].float().sum(1).mean().item() if core.any() else 0.0}
         labels = None
