@@ -63,6 +63,8 @@ class IcicleGCNParams(MethodParams):
     image_size: int | None = Field(None, ge=8, le=512, description="square side the images are resized/cropped "
                                                                    "to (paper: 224); None: their own size")
     jitter_strength: float = Field(1.0, ge=0, le=2, description="colour-jitter strength s (CC: 0.5 CIFAR, 1 others)")
+    crop_scale_min: float = Field(0.08, gt=0, le=1, description="smallest area fraction of the random resized "
+                                                                "crop (CC: torchvision's 0.08)")
     blur: bool = Field(False, description="Gaussian blur p=0.5 in the augmentation (CC: ImageNet-10/Dogs only)")
     feature_dim: int = Field(128, ge=2, le=2048, description="instance projector output size")
     instance_temperature: float = Field(0.5, gt=0, description="tau_I of the instance NT-Xent (Eq. 3)")
@@ -280,7 +282,7 @@ class IcicleGCNMethod(Method):
             ctx.report("stage1", p.warmup_epochs + p.stage1_epochs, p.warmup_epochs + p.stage1_epochs,
                        reused_weights=cache.name, stage=1, eta_s=0.0)
         else:
-            augment = two_view_augmentation(size, channels, p.jitter_strength, p.blur)
+            augment = two_view_augmentation(size, channels, p.jitter_strength, p.blur, (p.crop_scale_min, 1.0))
             clock = _Clock(p.warmup_epochs + p.stage1_epochs)
             warmup = torch.optim.Adam([*net.backbone.parameters(), *net.projector.parameters(),
                                        *net.cc_cluster_head.parameters()], lr=p.warmup_lr)
@@ -443,9 +445,10 @@ class IcicleGCNMethod(Method):
                                 embedding=embedding.detach().cpu().numpy().astype(np.float32), extras=extras)
 
 
-_STAGE1_FIELDS = ("backbone", "backbone_width", "stem", "backbone_weights", "image_size", "jitter_strength", "blur",
-                  "feature_dim", "instance_temperature", "cluster_temperature", "batch_size", "warmup_epochs",
-                  "warmup_loss", "warmup_lr", "stage1_epochs", "lr", "stage1_variant", "hidden_dims")
+_STAGE1_FIELDS = ("backbone", "backbone_width", "stem", "backbone_weights", "image_size", "jitter_strength",
+                  "crop_scale_min", "blur", "feature_dim", "instance_temperature", "cluster_temperature",
+                  "batch_size", "warmup_epochs", "warmup_loss", "warmup_lr", "stage1_epochs", "lr", "stage1_variant",
+                  "hidden_dims")
 
 
 def _stage1_cache(X: np.ndarray, n_clusters: int, p: IcicleGCNParams, ctx: Context) -> Path | None:
