@@ -51,11 +51,13 @@ def main() -> None:
         for line in file.read_text().splitlines():
             if line.strip():
                 r = json.loads(line)
+                # CPU thread count changes float reductions, hence pretrained weights: runs with
+                # different counts are different experiments and get their own rows
                 key = (file.stem, r["dataset"], r["n"], r["method"], json.dumps(r["params"], sort_keys=True),
-                       r["device"])
+                       r["device"], threads([r]))
                 groups[key].append(r)
     current = None
-    for (stem, dataset, n, method, params, device), runs in groups.items():
+    for (stem, dataset, n, method, params, device, _), runs in groups.items():
         if (stem, dataset) != current:
             current = (stem, dataset)
             print(f"\n**{dataset}** (n={n}, `bench/results/{stem}.jsonl`)\n")
