@@ -4,6 +4,7 @@ as the ablation.
 
     python bench/dscnss.py --datasets orl coil20 --seeds 0 1 2
     python bench/dscnss.py --datasets extended_yaleb_48x42 --seeds 0
+    python bench/dscnss.py --datasets coil20 --extra '{"j2_epochs": 300}'   # a J2 cap for the CPU budget
 
 Every run appends a JSON line to bench/results/dscnss.jsonl. DSCNSS runs first and caches
 its denoising-pretrained conv AE in bench/cache; DSC-Net alone reuses it (its wall time
@@ -29,6 +30,8 @@ def main() -> None:
     parser.add_argument("--skip-ablation", action="store_true")
     parser.add_argument("--variant", action="append", default=[], type=json.loads,
                         help="extra DSCNSS params as JSON, run for every seed (repeatable)")
+    parser.add_argument("--extra", type=json.loads, default={},
+                        help="params as JSON added to every run, DSC-Net alone included (e.g. a J2 epoch cap)")
     parser.add_argument("--device")
     parser.add_argument("--results", default=str(RESULTS / "dscnss.jsonl"))
     args = parser.parse_args()
@@ -37,8 +40,9 @@ def main() -> None:
     for dataset in args.datasets:
         preset, k = DATASETS[dataset]
         y = np.load(data_path(dataset))["y"]
-        runs = [{"preset": preset}] + ([] if args.skip_ablation else [{"preset": preset, "self_supervision": False}])
-        runs += [{"preset": preset, **v} for v in args.variant]
+        base = {"preset": preset, **args.extra}
+        runs = [base] + ([] if args.skip_ablation else [{**base, "self_supervision": False}])
+        runs += [{**base, **v} for v in args.variant]
         for seed in args.seeds:
             for params in runs:
                 record = run_cli(data_path(dataset), "dscnss", k, params, seed, args.results, args.device)

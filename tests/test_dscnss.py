@@ -138,7 +138,7 @@ def test_dscnss_through_the_service_beats_kmeans_and_records_rounds(client, work
     kmeans = submit(client, digits_id, "kmeans")
     job = submit(client, digits_id, "dscnss", params=CI_PARAMS)
     assert job["params"]["preset"] == "auto" and job["params"]["lambda3"] == 0.3
-    kmeans, job = wait_for(client, kmeans["id"]), wait_for(client, job["id"], timeout=300)
+    kmeans, job = wait_for(client, kmeans["id"]), wait_for(client, job["id"], timeout=600)
     assert job["status"] == "succeeded", job["error"]
     assert job["metrics"]["acc"] > kmeans["metrics"]["acc"], (job["metrics"]["acc"], kmeans["metrics"]["acc"])
     assert len(job["metrics"]["head_labels"]) == 1797 and job["metrics"]["latent_dim"] == 160
