@@ -44,6 +44,9 @@ class DSCNSSParams(MethodParams):
     pretrain_lr: float = Field(1e-3, gt=0, le=1, description="(rec.) pretraining Adam learning rate")
     pretrain_noise: float = Field(0.1, ge=0, le=10, description="(rec.) sigma of the Gaussian input corruption "
                                                                 "on [0, 1] data (the paper does not give it)")
+    pretrain_restarts: int = Field(3, ge=0, le=20, description=(
+        "re-initialise and pretrain again when the output ReLU has died (the AE outputs all zeros; seen on "
+        "ORL's 3-channel net); a label-free check, not in the paper"))
     pretrain_batch_size: int | None = Field(100, ge=1, le=100000, description=(
         "(rec.) pretraining batch size; None: full batch (slow to converge on CPU)"))
     # Subspace module J1 (Eq. 8).
@@ -185,7 +188,8 @@ class DSCNSSMethod(Method):
         # DSC-Net alone and DSCNSS start from the same weights.
         model = ConvAE(channels, h, w, r["kernels"], r["channels"]).to(dev)
         key = {"kernels": r["kernels"], "channels": r["channels"], "epochs": p.pretrain_epochs, "lr": p.pretrain_lr,
-               "noise": p.pretrain_noise, "batch": p.pretrain_batch_size, "scaling": p.input_scaling}
+               "noise": p.pretrain_noise, "batch": p.pretrain_batch_size, "scaling": p.input_scaling,
+               "restarts": p.pretrain_restarts}
         cache = cache_path(ctx.cache_dir, data, key, ctx.seed)
         if cache is not None and cache.exists():
             model.load_state_dict(torch.load(cache, map_location=dev, weights_only=True))
@@ -197,8 +201,16 @@ class DSCNSSMethod(Method):
                 if epoch % every == 0 or epoch == p.pretrain_epochs:
                     ctx.report("pretrain", epoch, p.pretrain_epochs, losses={"L0": loss})
 
-            pretrain_denoising(model, data, p.pretrain_epochs, p.pretrain_lr, p.pretrain_noise,
-                               p.pretrain_batch_size, generator, pretrain_report)
+            for attempt in range(p.pretrain_restarts + 1):
+                pretrain_denoising(model, data, p.pretrain_epochs, p.pretrain_lr, p.pretrain_noise,
+                                   p.pretrain_batch_size, generator, pretrain_report)
+                with torch.no_grad():
+                    dead = bool(model.decode(model.encode(data)).max() <= 0)
+                if not dead or attempt == p.pretrain_restarts:
+                    break
+                # The output ReLU died: the AE reconstructs all zeros and C learns nothing. Start again.
+                ctx.report("pretrain_restart", attempt + 1, p.pretrain_restarts, reason="output ReLU dead")
+                model = ConvAE(channels, h, w, r["kernels"], r["channels"]).to(dev)
             if cache is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(model.state_dict(), cache)
