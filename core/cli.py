@@ -94,7 +94,7 @@ def run_file(args: argparse.Namespace) -> dict:
     return {
         "method": args.method, "dataset": Path(args.data).stem, "seed": args.seed, "n": int(len(data.X)),
         "n_clusters": args.clusters, "acc": metrics.get("acc"), "nmi": metrics.get("nmi"), "ari": metrics.get("ari"),
-        "f1_macro": metrics.get("f1_macro"), "silhouette": metrics.get("silhouette"),
+        "f1_macro": metrics.get("f1_macro"), "f1_micro": metrics.get("f1_micro"), "silhouette": metrics.get("silhouette"),
         "cluster_sizes": metrics["cluster_sizes"], "wall_s": round(wall_s, 3), "peak_mb": peak_memory_mb(ctx.device),
         "device": ctx.device, "versions": library_versions(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
