@@ -2,7 +2,8 @@
 worker process running the real task. Nothing here is mocked.
 
 Settings are environment variables, so they are set before any project module is imported.
-Each run gets its own queue name, so a stray worker of another run never takes its jobs.
+Each run gets its own queue name and its own PostgreSQL schema, so concurrent runs (or a
+stray worker of another run) never touch each other's jobs or tables.
 """
 from __future__ import annotations
 
@@ -19,9 +20,13 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN_ID = uuid.uuid4().hex[:8]
+# Tests also import this module as `tests.conftest`: the id must survive a second execution.
+RUN_ID = os.environ.setdefault("DEEPCLUST_TEST_RUN_ID", uuid.uuid4().hex[:8])
+SCHEMA = f"test_run_{RUN_ID}"
+_DATABASE = os.environ.get("DEEPCLUST_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 os.environ.update({
-    "DEEPCLUST_DATABASE_URL": os.environ.get("DEEPCLUST_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    # libpq's `options` puts every connection (API, worker, migrations) in this run's schema
+    "DEEPCLUST_DATABASE_URL": f"{_DATABASE}{'&' if '?' in _DATABASE else '?'}options=-csearch_path%3D{SCHEMA}",
     "DEEPCLUST_BROKER_URL": os.environ.get("DEEPCLUST_TEST_BROKER_URL", "redis://127.0.0.1:6379/0"),
     "DEEPCLUST_QUEUE": f"deepclust-test-{RUN_ID}",
     "DEEPCLUST_DATA_DIR": tempfile.mkdtemp(prefix="deepclust-test-"),
@@ -35,16 +40,18 @@ os.environ.update({
 
 @pytest.fixture(scope="session", autouse=True)
 def database():
-    """A fresh schema in the `test` database, built by the Alembic migrations."""
+    """This run's own schema in the `test` database, built by the Alembic migrations, dropped after."""
     from sqlalchemy import text
 
     from persistence.db import get_engine, upgrade_database
 
     with get_engine().begin() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
+        connection.execute(text(f"CREATE SCHEMA {SCHEMA}"))
+    get_engine().dispose()  # that connection resolved its search_path before the schema existed
     upgrade_database()
     yield get_engine()
+    with get_engine().begin() as connection:
+        connection.execute(text(f"DROP SCHEMA {SCHEMA} CASCADE"))
 
 
 class Worker:
