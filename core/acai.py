@@ -8,9 +8,6 @@ to make its interpolations look like alpha = 0 to the critic. One autoencoder st
 """
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -19,6 +16,7 @@ from pydantic import Field
 from core.autoencoder import AutoencoderParams, MLPAutoencoder, _mlp
 from core.images import random_shift_rotate
 from core.interface import Context
+from core.weights_cache import weights_path
 
 
 class ACAIParams(AutoencoderParams):
@@ -62,7 +60,9 @@ def acai_pretrained_autoencoder(X: torch.Tensor, p: ACAIParams, ctx: Context, ge
     """Build the autoencoder and pretrain it with ACAI (augmenting images when p.augment and
     `shape` is known). With ctx.cache_dir the weights are reused for the same data, params, seed."""
     model = MLPAutoencoder(X.shape[1], p.hidden_dims, p.embedding_dim).to(ctx.device)
-    cache = _cache_path(X, p, ctx, shape)
+    fields = ("hidden_dims", "embedding_dim", "batch_size", "pretrain_epochs", "pretrain_lr", "acai_lambda",
+              "augment", "input_scaling")
+    cache = weights_path(ctx.cache_dir, "acai", X, {f: getattr(p, f) for f in fields} | {"shape": shape}, ctx.seed)
     if cache is not None and cache.exists():
         model.load_state_dict(torch.load(cache, map_location=ctx.device, weights_only=True))
         ctx.report("pretrain", p.pretrain_epochs, p.pretrain_epochs, reused_weights=str(cache.name))
@@ -97,14 +97,3 @@ def acai_pretrained_autoencoder(X: torch.Tensor, p: ACAIParams, ctx: Context, ge
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), cache)
     return model
-
-
-def _cache_path(X: torch.Tensor, p: ACAIParams, ctx: Context, shape) -> Path | None:
-    if not ctx.cache_dir:
-        return None
-    digest = hashlib.sha256(X.cpu().numpy().tobytes())
-    fields = ("hidden_dims", "embedding_dim", "batch_size", "pretrain_epochs", "pretrain_lr", "acai_lambda",
-              "augment", "input_scaling")
-    digest.update(json.dumps({f: getattr(p, f) for f in fields} | {"shape": shape}, sort_keys=True).encode())
-    digest.update(f"seed={ctx.seed}".encode())
-    return Path(ctx.cache_dir) / f"acai-{digest.hexdigest()[:20]}.pt"

@@ -4,9 +4,6 @@ Shared by ae_kmeans, dec, idec and the methods built on them (DCCF).
 """
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,6 +13,7 @@ from torch import nn
 from core.interface import Context, MethodParams
 from core.training import (InputScaling, OptimizerName, as_vectors, make_optimizer, map_in_chunks, seed_everything,
                            shuffled_batches)
+from core.weights_cache import weights_path
 
 
 class AutoencoderParams(MethodParams):
@@ -78,7 +76,7 @@ def pretrained_autoencoder(X: torch.Tensor, p: AutoencoderParams, ctx: Context,
     and seed are reused (the benchmarks share them between ae_kmeans, dec and idec).
     """
     model = MLPAutoencoder(X.shape[1], p.hidden_dims, p.embedding_dim).to(ctx.device)
-    cache = _cache_path(X, p, ctx)
+    cache = weights_path(ctx.cache_dir, "ae", X, {f: getattr(p, f) for f in _WEIGHT_FIELDS}, ctx.seed)
     if cache is not None and cache.exists():
         model.load_state_dict(torch.load(cache, map_location=ctx.device, weights_only=True))
         ctx.report("pretrain", p.pretrain_epochs, p.pretrain_epochs, reused_weights=str(cache.name))
@@ -101,12 +99,6 @@ def pretrained_autoencoder(X: torch.Tensor, p: AutoencoderParams, ctx: Context,
     return model
 
 
-def _cache_path(X: torch.Tensor, p: AutoencoderParams, ctx: Context) -> Path | None:
-    if not ctx.cache_dir:
-        return None
-    digest = hashlib.sha256(np.ascontiguousarray(X.cpu().numpy()).tobytes())
-    fields = ("hidden_dims", "embedding_dim", "batch_size", "pretrain_epochs", "pretrain_optimizer",
-              "pretrain_lr", "pretrain_momentum", "input_scaling")
-    digest.update(json.dumps({f: getattr(p, f) for f in fields}, sort_keys=True).encode())
-    digest.update(f"seed={ctx.seed}".encode())
-    return Path(ctx.cache_dir) / f"ae-{digest.hexdigest()[:20]}.pt"
+# the settings that shape pretrained weights: their cache key
+_WEIGHT_FIELDS = ("hidden_dims", "embedding_dim", "batch_size", "pretrain_epochs", "pretrain_optimizer", "pretrain_lr",
+                  "pretrain_momentum", "input_scaling")

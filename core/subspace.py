@@ -8,11 +8,8 @@ ablation "DSC-Net alone" is exactly these pieces. Spec: ../shared/methods/dscnss
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -142,16 +139,6 @@ def pretrain_denoising(model: ConvAE, X: torch.Tensor, epochs: int, lr: float, n
             optimizer.step()
             total += loss.item()
         report(epoch, total / n)
-
-
-def cache_path(cache_dir: str | None, X: torch.Tensor, fields: dict, seed: int) -> Path | None:
-    """Pretrained weights keyed by data, architecture, schedule and seed (like core.autoencoder)."""
-    if not cache_dir:
-        return None
-    digest = hashlib.sha256(np.ascontiguousarray(X.cpu().numpy()).tobytes())
-    digest.update(json.dumps(fields, sort_keys=True).encode())
-    digest.update(f"seed={seed}".encode())
-    return Path(cache_dir) / f"cae-{digest.hexdigest()[:20]}.pt"
 
 
 def threshold_columns(C: np.ndarray, alpha: float) -> np.ndarray:

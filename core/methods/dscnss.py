@@ -21,9 +21,10 @@ from torch.nn import functional as F
 
 from core.interface import ClusteringResult, Context, InputSpec, Method, MethodParams
 from core.registry import register
-from core.subspace import (PRESETS, ConvAE, Preset, SelfExpression, auto_preset, cache_path, j1_terms,
+from core.subspace import (PRESETS, ConvAE, Preset, SelfExpression, auto_preset, j1_terms,
                            pretrain_denoising, spectral_labels)
 from core.training import InputScaling, as_vectors, seed_everything
+from core.weights_cache import weights_path
 
 PresetName = Literal["auto", "yaleb", "orl", "coil20", "coil100"]
 
@@ -190,7 +191,7 @@ class DSCNSSMethod(Method):
         key = {"kernels": r["kernels"], "channels": r["channels"], "epochs": p.pretrain_epochs, "lr": p.pretrain_lr,
                "noise": p.pretrain_noise, "batch": p.pretrain_batch_size, "scaling": p.input_scaling,
                "restarts": p.pretrain_restarts}
-        cache = cache_path(ctx.cache_dir, data, key, ctx.seed)
+        cache = weights_path(ctx.cache_dir, "cae", data, key, ctx.seed)
         if cache is not None and cache.exists():
             model.load_state_dict(torch.load(cache, map_location=dev, weights_only=True))
             ctx.report("pretrain", p.pretrain_epochs, p.pretrain_epochs, reused_weights=cache.name)

@@ -15,8 +15,6 @@ reconstruction, as SDCN does).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Literal
@@ -37,6 +35,7 @@ from core.knn import knn
 from core.interface import ClusteringResult, Context, Method, MethodParams
 from core.registry import register
 from core.training import InputScaling, as_vectors, map_in_chunks, seed_everything, shuffled_batches
+from core.weights_cache import weights_path
 
 Variant = Literal["paper", "code"]
 # Stage-2 settings that differ between the paper and the authors' code (spec pitfall 3).
@@ -276,7 +275,8 @@ class IcicleGCNMethod(Method):
         size = (p.image_size, p.image_size) if p.image_size else native
         backbone = make_backbone(p.backbone, channels, size, p.stem, p.backbone_width, p.backbone_weights)
         net = ContrastiveNetwork(backbone, p.feature_dim, n_clusters, p.hidden_dims).to(ctx.device)
-        cache = _stage1_cache(X, n_clusters, p, ctx)
+        cache = weights_path(ctx.cache_dir, "iciclegcn-stage1", X,
+                             {f: getattr(p, f) for f in _STAGE1_FIELDS} | {"n_clusters": n_clusters}, ctx.seed)
         if cache is not None and cache.exists():
             net.load_state_dict(torch.load(cache, map_location=ctx.device, weights_only=True))
             ctx.report("stage1", p.warmup_epochs + p.stage1_epochs, p.warmup_epochs + p.stage1_epochs,
@@ -450,13 +450,3 @@ _STAGE1_FIELDS = ("backbone", "backbone_width", "stem", "backbone_weights", "ima
                   "batch_size", "warmup_epochs", "warmup_loss", "warmup_lr", "stage1_epochs", "lr", "stage1_variant",
                   "hidden_dims")
 
-
-def _stage1_cache(X: np.ndarray, n_clusters: int, p: IcicleGCNParams, ctx: Context) -> Path | None:
-    """Stage-1 weights reused for the same data, stage-1 settings and seed (benchmarks only:
-    stage 1 alone and stage 1+2 then share one trained backbone)."""
-    if not ctx.cache_dir:
-        return None
-    digest = hashlib.sha256(np.ascontiguousarray(X).tobytes())
-    digest.update(json.dumps({f: getattr(p, f) for f in _STAGE1_FIELDS}, sort_keys=True).encode())
-    digest.update(f"k={n_clusters} seed={ctx.seed}".encode())
-    return Path(ctx.cache_dir) / f"iciclegcn-stage1-{digest.hexdigest()[:20]}.pt"
