@@ -10,6 +10,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from api.routes import datasets, jobs, methods
+from core import method_names
 from persistence.db import get_engine
 from persistence.settings import get_settings
 
@@ -31,6 +32,8 @@ async def _requeue_lost_jobs_forever(every_s: float) -> None:
 
 @asynccontextmanager
 async def lifespan(_app: FastAPI):
+    # Import every method (torch, torchvision: seconds) before serving, not in the first request.
+    await run_in_threadpool(method_names)
     reaper = asyncio.create_task(_requeue_lost_jobs_forever(get_settings().reap_every_s))
     yield
     reaper.cancel()
