@@ -39,12 +39,15 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", default=["stage1", "stage12", "features"],
                         choices=["stage1", "stage12", "features"])
     parser.add_argument("--variant", type=json.loads, default={}, help="extra params as JSON for every run")
+    parser.add_argument("--features", type=json.loads, default={},
+                        help="extra params as JSON for the features-mode run, e.g. the paper's variants: "
+                             "'{\"stage1_variant\": \"paper\", \"stage2_variant\": \"paper\", \"reconstruction\": \"mean\"}'")
     parser.add_argument("--device")
     parser.add_argument("--results", default=str(RESULTS / "iciclegcn.jsonl"))
     args = parser.parse_args()
     preset = {**PRESETS[args.preset], **args.variant}
     runs = {"stage1": {**preset, "stage2_epochs": 0}, "stage12": preset,
-            "features": {**{k: v for k, v in preset.items() if k.startswith("stage2")}, **FEATURES}}
+            "features": {**{k: v for k, v in preset.items() if k.startswith("stage2")}, **FEATURES, **args.features}}
     for dataset in args.datasets:
         for seed in args.seeds:
             for name in args.runs:

@@ -96,6 +96,9 @@ class IcicleGCNParams(MethodParams):
     k_a: int = Field(1, ge=1, le=200, description="neighbours of the first graph (paper and code: 1)")
     k_b: int | None = Field(None, ge=1, le=200, description="neighbours of the second graph; None: 10 (paper) or "
                                                             "15 (code)")
+    reconstruction: Literal["sum", "mean"] | None = Field(
+        None, description="L_re of both stages: 'sum' = ||Z - Z^||_F^2 / n (the paper, summed over feature "
+                          "dimensions), 'mean' = MSE (the code); None: from each stage's variant")
     normalization: Normalization | None = Field(None, description="'sym' or 'row'; None: from stage2_variant")
     share_gcn_weights: bool | None = Field(None, description="one GCN for both streams; None: from stage2_variant")
     fusion: tuple[float, float, float] | None = Field(
@@ -155,6 +158,11 @@ def cluster_contrast(w_a: torch.Tensor, w_b: torch.Tensor, temperature: float) -
     """(contrast over the K columns, -H(W_a) - H(W_b)); L_CCS is their sum. The code adds
     2 log K to the entropy part, a constant."""
     return nt_xent(w_a.T, w_b.T, temperature), -entropy_of_mean(w_a) - entropy_of_mean(w_b)
+
+
+def reconstruction_reduction(p: "IcicleGCNParams", variant: str) -> Literal["sum", "mean"]:
+    """L_re's reduction: the `reconstruction` parameter, else the stage variant's."""
+    return p.reconstruction or ("sum" if variant == "paper" else "mean")
 
 
 def feature_reconstruction(z: torch.Tensor, z_hat: torch.Tensor, reduction: Literal["sum", "mean"]) -> torch.Tensor:
@@ -330,11 +338,12 @@ class IcicleGCNMethod(Method):
                 w_a, h_a_hat = net.autoencoder(h_a)
                 w_b, h_b_hat = net.autoencoder(h_a if code else h_b)  # the code's view bug, spec pitfall 1
                 contrast, entropy = cluster_contrast(w_a, w_b, p.cluster_temperature)
+                reduction = reconstruction_reduction(p, p.stage1_variant)
                 if code:
-                    reconstruction = feature_reconstruction(h_a, h_a_hat, "mean")
+                    reconstruction = feature_reconstruction(h_a, h_a_hat, reduction)
                 else:
-                    reconstruction = (feature_reconstruction(h_a, h_a_hat, "sum")
-                                      + feature_reconstruction(h_b, h_b_hat, "sum")) / 2
+                    reconstruction = (feature_reconstruction(h_a, h_a_hat, reduction)
+                                      + feature_reconstruction(h_b, h_b_hat, reduction)) / 2
                 terms = {"instance": instance, "cluster": contrast, "entropy": entropy,
                          "reconstruction": reconstruction}
             loss = sum(terms.values())
@@ -355,7 +364,7 @@ class IcicleGCNMethod(Method):
         autoencoder = SoftmaxAutoencoder(features.shape[1], p.hidden_dims, n_clusters).to(ctx.device)
         optimizer = torch.optim.Adam(autoencoder.parameters(), lr=p.features_pretrain_lr)
         neighbours = knn(features, p.features_neighbours)[1] if p.features_pretrain == "jc_slim" else None
-        reduction = "sum" if p.stage1_variant == "paper" else "mean"
+        reduction = reconstruction_reduction(p, p.stage1_variant)
         clock = _Clock(p.features_pretrain_epochs)
         for epoch in range(1, p.features_pretrain_epochs + 1):
             sums: dict[str, float] = {}
@@ -393,7 +402,7 @@ class IcicleGCNMethod(Method):
         normalization = p.normalization or variant["normalization"]
         share = variant["share_gcn_weights"] if p.share_gcn_weights is None else p.share_gcn_weights
         fusion = p.fusion or variant["fusion"]
-        reduction = "sum" if p.stage2_variant == "paper" else "mean"
+        reduction = reconstruction_reduction(p, p.stage2_variant)
         adj_a = knn_adjacency(features, p.k_a, normalization)
         adj_b = knn_adjacency(features, k_b, normalization)
         extras.update(k_a=p.k_a, k_b=k_b, normalization=normalization, share_gcn_weights=share, fusion=list(fusion),
@@ -448,5 +457,6 @@ class IcicleGCNMethod(Method):
 _STAGE1_FIELDS = ("backbone", "backbone_width", "stem", "backbone_weights", "image_size", "jitter_strength",
                   "crop_scale_min", "blur", "feature_dim", "instance_temperature", "cluster_temperature",
                   "batch_size", "warmup_epochs", "warmup_loss", "warmup_lr", "stage1_epochs", "lr", "stage1_variant",
+                  "reconstruction",
                   "hidden_dims")
 
