@@ -22,6 +22,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Tests also import this module as `tests.conftest`: the id must survive a second execution.
 RUN_ID = os.environ.setdefault("DEEPCLUST_TEST_RUN_ID", uuid.uuid4().hex[:8])
+if "DEEPCLUST_TEST_DATA_DIR" not in os.environ:  # one folder per run (worker log, local files)
+    os.environ["DEEPCLUST_TEST_DATA_DIR"] = tempfile.mkdtemp(prefix=f"deepclust-test-{RUN_ID}-")
+DATA_DIR = os.environ["DEEPCLUST_TEST_DATA_DIR"]
 SCHEMA = f"test_run_{RUN_ID}"
 _DATABASE = os.environ.get("DEEPCLUST_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 os.environ.update({
@@ -29,7 +32,7 @@ os.environ.update({
     "DEEPCLUST_DATABASE_URL": f"{_DATABASE}{'&' if '?' in _DATABASE else '?'}options=-csearch_path%3D{SCHEMA}",
     "DEEPCLUST_BROKER_URL": os.environ.get("DEEPCLUST_TEST_BROKER_URL", "redis://127.0.0.1:6379/0"),
     "DEEPCLUST_QUEUE": f"deepclust-test-{RUN_ID}",
-    "DEEPCLUST_DATA_DIR": tempfile.mkdtemp(prefix="deepclust-test-"),
+    "DEEPCLUST_DATA_DIR": DATA_DIR,
     "DEEPCLUST_BLOB_STORE": "database",
     # Short intervals so the lost-worker test sees a stale heartbeat within seconds.
     "DEEPCLUST_HEARTBEAT_S": "0.5",
