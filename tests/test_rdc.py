@@ -142,9 +142,8 @@ def test_rdc_through_the_service_logs_geometry_and_phase_2_beats_phase_1(client,
 
 # The paper's ACAI schedule (Adam 1e-4, 200 epochs) on a narrower MLP, phase 2 at its default
 # learning rate, allowed to run until the core ratio has not grown for 10 refreshes.
-# Measured on digits, seeds 0-3: 0.824 / 0.829 / 0.839 / 0.838 (k-means on pixels 0.79;
-# phase 1 alone 0.82 / 0.82 / 0.84 / 0.78). With the default patience of 3, phase 2 stops
-# after a few refreshes: 0.815 / 0.816 / 0.785 / 0.765.
+# bench/digits.py (README, R-DC), seeds 0-3: 0.824 / 0.829 / 0.839 / 0.838 (k-means on pixels
+# 0.79; phase 1 alone 0.820 / 0.821 / 0.837 / 0.778; default patience 3: 0.815 / 0.815 / 0.778 / 0.832).
 PAPER_PRETRAINING = {"hidden_dims": [256, 256, 512], "batch_size": 64, "augment": False,
                      "refresh_interval": 70, "maxiter": 5000, "patience": 10}
 
