@@ -457,6 +457,5 @@ class IcicleGCNMethod(Method):
 _STAGE1_FIELDS = ("backbone", "backbone_width", "stem", "backbone_weights", "image_size", "jitter_strength",
                   "crop_scale_min", "blur", "feature_dim", "instance_temperature", "cluster_temperature",
                   "batch_size", "warmup_epochs", "warmup_loss", "warmup_lr", "stage1_epochs", "lr", "stage1_variant",
-                  "reconstruction",
-                  "hidden_dims")
+                  "reconstruction", "hidden_dims")
 
