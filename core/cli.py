@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--results", help="append the JSON line to this .jsonl file")
     run.add_argument("--cache-dir", help="reuse pretrained autoencoder weights from here (same data, params, seed)")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    run.add_argument("--history-out", help="write the job's history (JSON lines) here; with labels, every record "
+                                           "that carries intermediate predictions is scored as the worker does")
+    run.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's); results depend on it")
     sub.add_parser("methods", help="list the methods and their parameter schemas")
     args = parser.parse_args(argv)
     if args.command == "methods":
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_file(args: argparse.Namespace) -> dict:
     from core import Context, get_method
     from core.io import assignment_csv_chunks, read_dataset
-    from core.metrics import result_metrics
+    from core.metrics import evaluate, result_metrics
     from core.provenance import library_versions, peak_memory_mb
 
     data = read_dataset(args.data, label_column=args.label_column, id_column=args.id_column)
@@ -79,7 +82,12 @@ def run_file(args: argparse.Namespace) -> dict:
         if not args.quiet:
             print(json.dumps(record), file=sys.stderr, flush=True)
 
-    ctx = Context(seed=args.seed, device=args.device, on_progress=show, cache_dir=args.cache_dir)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    monitor = (lambda labels: evaluate(data.y, labels)) if data.y is not None and args.history_out else None
+    ctx = Context(seed=args.seed, device=args.device, on_progress=show, cache_dir=args.cache_dir, monitor=monitor)
     started = time.perf_counter()
     result = method.fit(data.X, args.clusters, params, ctx)
     wall_s = time.perf_counter() - started
@@ -87,6 +95,9 @@ def run_file(args: argparse.Namespace) -> dict:
     if args.out:
         with open(args.out, "w", newline="") as out:
             out.writelines(assignment_csv_chunks(result.labels, result.confidence, data.ids))
+    if args.history_out:
+        with open(args.history_out, "w") as out:
+            out.writelines(json.dumps(record, default=float) + "\n" for record in ctx.history)
     if args.embedding_out:
         import numpy as np
 

@@ -34,6 +34,21 @@ def test_run_writes_assignments_and_one_json_line(tmp_path, digits):
     assert rows[0] == ["index", "sample_id", "cluster", "confidence"] and len(rows) == 1798
 
 
+def test_run_keeps_the_history_scored_against_labels_and_sets_the_threads(tmp_path, digits):
+    X, y = digits
+    data, history = tmp_path / "digits.npz", tmp_path / "history.jsonl"
+    data.write_bytes(npz_bytes(X=X[:300], y=y[:300]))
+    done = deepclust("run", str(data), "--method", "ae_kmeans", "-k", "10", "--quiet", "--threads", "1",
+                     "--params", '{"pretrain_epochs": 2, "hidden_dims": [32]}', "--history-out", str(history))
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["versions"]["torch_threads"] == 1
+    lines = [json.loads(line) for line in history.read_text().splitlines()]
+    assert {"pretrain", "kmeans"} <= {line["phase"] for line in lines}
+    scored = [line for line in lines if "metrics" in line]
+    assert scored and scored[-1]["metrics"]["acc"] == record["acc"]  # the final labels, scored as the result is
+
+
 def test_run_refuses_bad_params_and_unknown_methods(tmp_path):
     data = tmp_path / "x.npy"
     np.save(data, np.random.default_rng(0).random((20, 3)))

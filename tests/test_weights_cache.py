@@ -1,4 +1,4 @@
-"""Pretrained weights are reused only for the same data, settings and seed."""
+"""Pretrained weights are reused only for the same data, settings, seed and thread count."""
 import numpy as np
 import torch
 
@@ -6,7 +6,7 @@ from core import Context, get_method
 from core.weights_cache import weights_path
 
 
-def test_the_key_is_data_settings_and_seed(tmp_path):
+def test_the_key_is_data_settings_seed_and_threads(tmp_path):
     data = torch.arange(12.0).reshape(3, 4)
     path = weights_path(str(tmp_path), "ae", data, {"epochs": 2}, seed=0)
     assert path.parent == tmp_path and path.name.startswith("ae-")
@@ -15,6 +15,12 @@ def test_the_key_is_data_settings_and_seed(tmp_path):
     assert weights_path(str(tmp_path), "ae", data, {"epochs": 2}, seed=1) != path
     assert weights_path(str(tmp_path), "ae", data + 1, {"epochs": 2}, seed=0) != path
     assert weights_path(None, "ae", data, {"epochs": 2}, seed=0) is None
+    threads = torch.get_num_threads()
+    try:  # other float reductions, other weights
+        torch.set_num_threads(threads + 1)
+        assert weights_path(str(tmp_path), "ae", data, {"epochs": 2}, seed=0) != path
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_a_second_run_reuses_the_pretrained_autoencoder(tmp_path, digits):
