@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import torch
 
-# One chunk of squared distances is at most this many floats (256 MiB in float32).
-_CHUNK_FLOATS = 64 * 2**20
+# One chunk of squared distances is at most this many floats: 256 MiB on a GPU, where big
+# chunks keep it busy; 16 MiB on a CPU, where a chunk that stays in cache is ~3x faster
+# (70,000 x 10-d codes, one thread: 9 s instead of 32 s).
+_CHUNK_FLOATS = {"cuda": 64 * 2**20, "cpu": 4 * 2**20}
 
 
 @torch.no_grad()
@@ -24,13 +26,17 @@ def knn(points: torch.Tensor, k: int, queries: torch.Tensor | None = None,
     n = len(points)
     if not 1 <= k <= n - int(self_query):
         raise ValueError(f"k must be between 1 and {n - int(self_query)}, got {k}")
-    rows = chunk_rows or max(1, _CHUNK_FLOATS // max(n, 1))
+    rows = chunk_rows or max(1, _CHUNK_FLOATS.get(points.device.type, _CHUNK_FLOATS["cpu"]) // max(n, 1))
     points_sq = points.pow(2).sum(1)
+    # One buffer for every chunk: a fresh 16 MiB block per chunk fragments glibc's heap on the
+    # CPU until it grows by a block per chunk (measured: 18 GB for 70,000 points).
+    buffer = torch.empty(min(rows, len(queries)), n, dtype=points.dtype, device=points.device)
     dists, idxs = [], []
     for start in range(0, len(queries), rows):
         q = queries[start:start + rows]
-        # |q|^2 + |p|^2 - 2 q.p, clamped: rounding can make it slightly negative
-        d2 = (q.pow(2).sum(1, keepdim=True) + points_sq - 2 * q @ points.T).clamp_min_(0)
+        # |p|^2 - 2 q.p + |q|^2 (addmm, then in place), clamped: rounding can make it negative
+        d2 = torch.addmm(points_sq, q, points.T, alpha=-2, out=buffer[:len(q)])
+        d2.add_(q.pow(2).sum(1, keepdim=True)).clamp_min_(0)
         if self_query:
             own = torch.arange(start, start + len(q), device=points.device)
             d2[torch.arange(len(q), device=points.device), own] = float("inf")
