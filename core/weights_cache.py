@@ -1,8 +1,8 @@
 """Where pretrained weights are reused from (`Context.cache_dir`, the benchmarks' bench/cache).
 
 One key for every method: the data's bytes, the settings that shape the weights, the seed
-and torch's thread count. Methods that share a pretraining (ae_kmeans, dec, idec; DSCNSS and DSC-Net alone;
-IcicleGCN stage 1 and stage 1+2) then share the same trained weights per seed.
+and torch's thread count. Methods that share a pretraining (ae_kmeans, dec, idec; DSCNSS and
+DSC-Net alone; IcicleGCN stage 1 and stage 1+2) then share the same trained weights per seed.
 """
 from __future__ import annotations
 
