@@ -115,31 +115,32 @@ def test_shift_rotate_is_per_sample_and_identity_at_zero():
     assert moved.shape == same.shape and not torch.allclose(moved[0], moved[1])
 
 
-# Reduced for CI (narrower MLP, short schedules, no 8x8 augmentation); the paper's defaults are in bench/rdc.py.
-FAST = {"hidden_dims": [256, 256, 512], "batch_size": 64, "pretrain_epochs": 30, "pretrain_lr": 1e-3, "lr": 1e-3,
-        "augment": False, "maxiter": 700, "refresh_interval": 70, "n_init": 5}
+# The paper's ACAI schedule (200 epochs, Adam 1e-4) on a narrower MLP, no 8x8 augmentation, and
+# alpha_core = 0.8 (the paper tunes alpha per dataset, Table 2: 0.3-0.8). Chosen with bench/digits.py
+# (README, R-DC): ACC 0.83-0.84 on two threads for seeds 0-5, 0.80-0.84 on one, k-means 0.79-0.80.
+DIGITS = {"hidden_dims": [256, 256, 512], "batch_size": 64, "augment": False, "alpha_core": 0.8,
+          "refresh_interval": 70, "maxiter": 5000, "patience": 10}
 
 
-def test_rdc_through_the_service_logs_geometry_and_phase_2_beats_phase_1(client, worker, digits_id):
+def test_rdc_through_the_service_logs_geometry_grows_the_core_and_beats_kmeans(client, worker, digits_id):
     from tests.conftest import submit, wait_for
 
-    rdc = submit(client, digits_id, "rdc", params=FAST)
-    phase1 = submit(client, digits_id, "rdc", params={**FAST, "phase2": "none"})  # same seed: same ACAI weights
-    rdc, phase1 = wait_for(client, rdc["id"], timeout=600), wait_for(client, phase1["id"], timeout=600)
+    kmeans = submit(client, digits_id, "kmeans")
+    rdc = submit(client, digits_id, "rdc", params=DIGITS)
+    kmeans, rdc = wait_for(client, kmeans["id"]), wait_for(client, rdc["id"], timeout=900)
     assert rdc["status"] == "succeeded", rdc["error"]
     history = client.get(f"/jobs/{rdc['id']}/history").json()
     refreshes = [h for h in history if h["phase"] == "refresh"]
-    assert len(refreshes) >= 2
+    assert len(refreshes) >= 3
     for h in refreshes:
         assert 0 <= h["core_ratio"] <= 1 and h["id"] > 0 and 1 <= h["lid"] <= 10
         assert h["ft"] == pytest.approx(h["lid"] - h["id"]) and "acc" in h["metrics"]
-    assert [h for h in history if h["phase"] == "final"][0]["core_ratio"] >= 0
     assert "latent" in refreshes[-1]["losses"] and "reconstruction" in refreshes[-1]["losses"]
-    # The paper's ablation: phase 2 improves on phase 1 + k-means with the same weights.
-    # Measured on this CI schedule: 0.78 vs 0.74. Beating k-means on digits (issue #4) is not
-    # asserted: bench/digits.py finds a setting that does on one thread (seeds 0-3), but the
-    # same run in the two-thread CI worker gave 0.785 against k-means' 0.792 (README, R-DC).
-    assert rdc["metrics"]["acc"] > phase1["metrics"]["acc"] + 0.01, (rdc["metrics"], phase1["metrics"])
+    # The paper's dynamics: pulling core points to their reliable neighbours makes more points
+    # core (measured: 0.65 at the first refresh, 0.70-0.72 at the stop).
+    assert max(h["core_ratio"] for h in refreshes[1:]) > refreshes[0]["core_ratio"] + 0.02
+    assert [h for h in history if h["phase"] == "final"][0]["core_ratio"] >= refreshes[0]["core_ratio"]
+    assert rdc["metrics"]["acc"] > kmeans["metrics"]["acc"], (rdc["metrics"], kmeans["metrics"])
 
 
 def test_rdc_without_n_clusters_uses_dbscan_and_the_ablation_switches(digits):
