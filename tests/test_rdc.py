@@ -117,7 +117,7 @@ def test_shift_rotate_is_per_sample_and_identity_at_zero():
 
 # The paper's ACAI schedule (200 epochs, Adam 1e-4) on a narrower MLP, no 8x8 augmentation, and
 # alpha_core = 0.8 (the paper tunes alpha per dataset, Table 2: 0.3-0.8). Chosen with bench/digits.py
-# (README, R-DC): ACC 0.83-0.84 on two threads for seeds 0-5, 0.80-0.84 on one, k-means 0.79-0.80.
+# (README, R-DC): ACC 0.83-0.84 on two threads for seeds 0-5, 0.797-0.84 on one, k-means 0.79-0.80.
 DIGITS = {"hidden_dims": [256, 256, 512], "batch_size": 64, "augment": False, "alpha_core": 0.8,
           "refresh_interval": 70, "maxiter": 5000, "patience": 10}
 
