@@ -59,6 +59,10 @@ class DSCNSSParams(MethodParams):
     zero_diag: bool = Field(False, description="(rec. option) mask diag(C) = 0 as the paper states; neither "
                                                "code enforces it, so false for DSC-Net parity")
     j1_lr: float = Field(1e-3, gt=0, le=1, description="J1 Adam learning rate (paper 1e-3; code 1e-4)")
+    j1_optimizer: Literal["kept", "per_round"] = Field("kept", description=(
+        "'kept' (default): one J1 Adam for all rounds, its moments carried over (the paper names one Adam); "
+        "'per_round': a fresh Adam every round (the code, at its lr 1e-4). At lr 1e-3 a fresh Adam's first "
+        "steps throw C off: the J1 loss jumps ten-fold each round and the spectral labels with it"))
     j1_epochs_first: int | None = Field(None, ge=1, le=20000, description=(
         "full-batch J1 epochs of round 0; None: the preset's DSC-Net fine-tuning epochs"))
     j1_epochs: int = Field(10, ge=0, le=20000, description="J1 epochs of every later round (code: 10)")
@@ -160,7 +164,8 @@ class DSCNSSMethod(Method):
         """Peak of fit(): C with its gradient and two Adam moments (4 n^2 float32), the float64
         post-processing (thresholded C, its symmetrisation, UU^T, the affinity: 4 n^2 float64),
         the conv AE activations and CZ through forward and backward, the head (FC1 weights with
-        gradient and Adam moments), plus 25% and 8 MiB."""
+        gradient and Adam moments), plus 25% and 8 MiB. The float32 and float64 n^2 terms are summed,
+        so the kept J1 Adam's moments (alive through the spectral step and J2) are counted."""
         if len(shape) not in (3, 4):
             return None  # not images: accepts.problem refuses them
         n = shape[0]
@@ -226,22 +231,27 @@ class DSCNSSMethod(Method):
         previous: np.ndarray | None = None
         head_labels: np.ndarray | None = None
         round_agreements: list[float] = []
+        j1_optimizer = None
         for rnd in range(p.rounds):
-            # Step 1, J1: encoder, decoder and C, full batch, a fresh Adam each round (code).
+            # Step 1, J1: encoder, decoder and C, full batch.
             epochs = r["j1_epochs_first"] if rnd == 0 else p.j1_epochs
-            optimizer = torch.optim.Adam([*model.parameters(), *expression.parameters()], lr=p.j1_lr)
+            if j1_optimizer is None or p.j1_optimizer == "per_round":
+                j1_optimizer = torch.optim.Adam([*model.parameters(), *expression.parameters()], lr=p.j1_lr)
             for epoch in range(1, epochs + 1):
                 z = model.encode(data)
                 cz = expression(z)
                 terms = j1_terms(data, model.decode(cz), z, cz, expression.coefficients(), p.regulariser)
                 loss = p.lambda0 * terms["L0"] + p.lambda1 * terms["L1"] + r["lambda2"] * terms["L2"]
-                optimizer.zero_grad(set_to_none=True)
+                j1_optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                optimizer.step()
+                j1_optimizer.step()
                 if epoch % _every(epochs) == 0 or epoch == epochs:
                     ctx.report("j1", epoch, epochs, losses={**{k: v.item() for k, v in terms.items()},
                                                             "J1": loss.item()}, round=rnd)
-            del optimizer, z, cz, terms, loss  # free C's gradient and Adam moments before the n^2 float64 work
+            # Free C's gradient (and a per-round Adam's moments) before the n^2 float64 work.
+            del z, cz, terms, loss
+            if p.j1_optimizer == "per_round":
+                j1_optimizer = None
             expression.weight.grad = None
             with torch.no_grad():
                 C = expression.coefficients().detach()
