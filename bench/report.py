@@ -30,11 +30,16 @@ def fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+# Parameters added after runs were recorded, with the behaviour those earlier runs had.
+BEFORE_PARAMETER = {"dscnss": {"j1_optimizer": "per_round", "pretrain_restarts": 0}}
+
+
 def settings(method: str, params: dict) -> str:
     try:
         defaults = get_method(method).Params().model_dump(mode="json")
     except KeyError:  # a peer library's method: show its settings as given
         return ", ".join(f"{k}={v}" for k, v in params.items() if k != "pretrain_epochs")
+    params = {**BEFORE_PARAMETER.get(method, {}), **params}
     changed = {k: v for k, v in params.items() if defaults.get(k) != v and k != "pretrain_epochs"}
     return ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
 
@@ -51,13 +56,16 @@ def main() -> None:
         for line in file.read_text().splitlines():
             if line.strip():
                 r = json.loads(line)
+                if "acc" not in r:  # a side file's record (e.g. *_geometry.jsonl), not a run's result
+                    continue
                 # CPU thread count changes float reductions, hence pretrained weights: runs with
                 # different counts are different experiments and get their own rows
                 key = (file.stem, r["dataset"], r["n"], r["method"], json.dumps(r["params"], sort_keys=True),
                        r["device"], threads([r]))
                 groups[key].append(r)
     current = None
-    for (stem, dataset, n, method, params, device, _), runs in groups.items():
+    # one table per file and data set; rows in the order they were first recorded
+    for (stem, dataset, n, method, params, device, _), runs in sorted(groups.items(), key=lambda g: g[0][:2]):
         if (stem, dataset) != current:
             current = (stem, dataset)
             print(f"\n**{dataset}** (n={n}, `bench/results/{stem}.jsonl`)\n")
