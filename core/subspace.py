@@ -71,6 +71,11 @@ class ConvAE(nn.Module):
         self.enc = nn.ModuleList(nn.Conv2d(a, b, k, stride=2) for a, b, k in zip(widths[:-1], widths[1:], kernels))
         self.dec = nn.ModuleList(nn.ConvTranspose2d(b, a, k, stride=2)
                                  for a, b, k in reversed(list(zip(widths[:-1], widths[1:], kernels))))
+        # Pan Ji's TF init: Xavier-uniform kernels, zero biases. PyTorch's default (uniform biases,
+        # kaiming a=sqrt(5)) left ORL's 3-channel net dead or input-independent in 5 of 6 seeds.
+        for layer in [*self.enc, *self.dec]:
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
         self.sizes = [(height, width)]  # input size of each encoder layer, then the latent size
         for k in kernels:
             h, w = self.sizes[-1]
@@ -139,6 +144,14 @@ def pretrain_denoising(model: ConvAE, X: torch.Tensor, epochs: int, lr: float, n
             optimizer.step()
             total += loss.item()
         report(epoch, total / n)
+
+
+def reconstructs_nothing(model: ConvAE, X: torch.Tensor) -> bool:
+    """A label-free check of a pretrained AE: its reconstruction is no better than the mean image
+    (dead output ReLU, or a dead layer that makes the output the same for every input)."""
+    with torch.no_grad():
+        error = (model.decode(model.encode(X)) - X).pow(2).sum()
+        return bool(error >= (X - X.mean(dim=0)).pow(2).sum())
 
 
 def threshold_columns(C: np.ndarray, alpha: float) -> np.ndarray:

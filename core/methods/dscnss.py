@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from core.interface import ClusteringResult, Context, InputSpec, Method, MethodParams
 from core.registry import register
 from core.subspace import (PRESETS, ConvAE, Preset, SelfExpression, auto_preset, j1_terms,
-                           pretrain_denoising, spectral_labels)
+                           pretrain_denoising, reconstructs_nothing, spectral_labels)
 from core.training import InputScaling, as_vectors, seed_everything
 from core.weights_cache import weights_path
 
@@ -46,8 +46,8 @@ class DSCNSSParams(MethodParams):
     pretrain_noise: float = Field(0.1, ge=0, le=10, description="(rec.) sigma of the Gaussian input corruption "
                                                                 "on [0, 1] data (the paper does not give it)")
     pretrain_restarts: int = Field(3, ge=0, le=20, description=(
-        "re-initialise and pretrain again when the output ReLU has died (the AE outputs all zeros; seen on "
-        "ORL's 3-channel net); a label-free check, not in the paper"))
+        "re-initialise and pretrain again when the AE reconstructs no better than the mean image (a dead "
+        "ReLU layer; seen on ORL's 3-channel net with PyTorch's default init); label-free, not in the paper"))
     pretrain_batch_size: int | None = Field(100, ge=1, le=100000, description=(
         "(rec.) pretraining batch size; None: full batch (slow to converge on CPU)"))
     # Subspace module J1 (Eq. 8).
@@ -195,7 +195,7 @@ class DSCNSSMethod(Method):
         model = ConvAE(channels, h, w, r["kernels"], r["channels"]).to(dev)
         key = {"kernels": r["kernels"], "channels": r["channels"], "epochs": p.pretrain_epochs, "lr": p.pretrain_lr,
                "noise": p.pretrain_noise, "batch": p.pretrain_batch_size, "scaling": p.input_scaling,
-               "restarts": p.pretrain_restarts}
+               "restarts": p.pretrain_restarts, "init": "tf-xavier"}  # weights cached before the init change differ
         cache = weights_path(ctx.cache_dir, "cae", data, key, ctx.seed)
         if cache is not None and cache.exists():
             model.load_state_dict(torch.load(cache, map_location=dev, weights_only=True))
@@ -210,12 +210,12 @@ class DSCNSSMethod(Method):
             for attempt in range(p.pretrain_restarts + 1):
                 pretrain_denoising(model, data, p.pretrain_epochs, p.pretrain_lr, p.pretrain_noise,
                                    p.pretrain_batch_size, generator, pretrain_report)
-                with torch.no_grad():
-                    dead = bool(model.decode(model.encode(data)).max() <= 0)
+                dead = reconstructs_nothing(model, data)
                 if not dead or attempt == p.pretrain_restarts:
                     break
-                # The output ReLU died: the AE reconstructs all zeros and C learns nothing. Start again.
-                ctx.report("pretrain_restart", attempt + 1, p.pretrain_restarts, reason="output ReLU dead")
+                # Z carries nothing about the input, so C learns nothing. Start again.
+                ctx.report("pretrain_restart", attempt + 1, p.pretrain_restarts,
+                           reason="reconstruction no better than the mean image")
                 model = ConvAE(channels, h, w, r["kernels"], r["channels"]).to(dev)
             if cache is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)
