@@ -29,6 +29,26 @@ def test_first_conv_matches_tensorflow_same_padding():
     assert torch.allclose(model.encode(x), expected.flatten(1))
 
 
+def test_conv_ae_starts_from_tf_xavier_init_and_the_degeneracy_check_tells_a_constant_output():
+    from sklearn.datasets import load_digits
+
+    from core.subspace import pretrain_denoising, reconstructs_nothing
+
+    torch.manual_seed(0)
+    model = ConvAE(1, 8, 8, (3,), (10,))
+    for layer in [*model.enc, *model.dec]:  # Pan Ji's code: zero biases, Xavier-uniform kernels
+        fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(layer.weight)
+        assert torch.all(layer.bias == 0)
+        assert layer.weight.abs().max() <= (6 / (fan_in + fan_out)) ** 0.5
+    digits = torch.from_numpy(load_digits().images[:, None].astype(np.float32) / 16)
+    pretrain_denoising(model, digits, 50, 1e-3, 0.1, 100, torch.Generator().manual_seed(0), lambda e, loss: None)
+    assert not reconstructs_nothing(model, digits)
+    with torch.no_grad():  # kill the decoder's input: the output is its bias, the same for every image
+        model.dec[0].weight.zero_()
+        model.dec[0].bias.fill_(0.3)
+    assert reconstructs_nothing(model, digits)
+
+
 def test_auto_preset_follows_the_image_size():
     assert auto_preset(8, 8).kernels == (3,)
     assert auto_preset(32, 32).channels == (10, 20, 30)
