@@ -162,7 +162,7 @@ def test_kept_j1_adam_continues_the_descent_where_a_fresh_adam_per_round_jumps()
         j1 = [h for h in ctx.history if h["phase"] == "j1"]
         end_of_round0 = [h["losses"]["J1"] for h in j1 if h["round"] == 0][-1]
         peaks[mode] = max(h["losses"]["J1"] for h in j1 if h["round"] > 0) / end_of_round0
-    assert peaks["kept"] <= 1.0 < 1.05 < peaks["per_round"], peaks  # measured: 0.99 vs 1.25
+    assert peaks["kept"] <= 1.0 and peaks["per_round"] > 1.05, peaks  # measured: 0.99 vs 1.25
 
 
 # A short CI schedule. J2 uses the code's lr 1e-3: with the paper's 1e-4 the head does not fit the

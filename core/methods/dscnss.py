@@ -60,7 +60,7 @@ class DSCNSSParams(MethodParams):
                                                "code enforces it, so false for DSC-Net parity")
     j1_lr: float = Field(1e-3, gt=0, le=1, description="J1 Adam learning rate (paper 1e-3; code 1e-4)")
     j1_optimizer: Literal["kept", "per_round"] = Field("kept", description=(
-        "'kept' (default): one J1 Adam for all rounds, its moments carried over (the paper names one Adam); "
+        "'kept' (default): one J1 Adam for all rounds, its moments carried over (the paper resets nothing); "
         "'per_round': a fresh Adam every round (the code, at its lr 1e-4). At lr 1e-3 a fresh Adam's first "
         "steps throw C off: the J1 loss jumps ten-fold each round and the spectral labels with it"))
     j1_epochs_first: int | None = Field(None, ge=1, le=20000, description=(
