@@ -76,7 +76,10 @@ class DSCNSSParams(MethodParams):
     lambda3: float = Field(0.3, ge=0, description="weight of the triplet term L3 (paper: 0.3)")
     lambda4: float = Field(0.7, ge=0, description="weight of the cross-entropy L4 (paper: 0.7)")
     margin: float = Field(0.5, ge=0, description="triplet margin m (paper: 0.5)")
-    j2_lr: float = Field(1e-4, gt=0, le=1, description="J2 Adam learning rate (paper 1e-4; code 1e-3)")
+    j2_lr: float = Field(1e-5, gt=0, le=1, description=(
+        "J2 Adam learning rate (paper 1e-4; code 1e-3). 1e-5 (rec.): with our own pretrained AE the paper's "
+        "1e-4 moves the encoder away from what C expresses and the next rounds lose up to 25 points; "
+        "1e-5 keeps the rounds stable (bench/results/dscnss_j2_probe.jsonl)"))
     j2_epochs: int = Field(1500, ge=1, le=20000, description="most full-batch J2 epochs per round (code: 1500)")
     j2_stop_acc: float = Field(0.996, gt=0, le=1, description="stop J2 when the head's Hungarian agreement with the "
                                                               "pseudo-labels exceeds this (code: 0.996)")
