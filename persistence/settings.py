@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # this machine's free memory (GPU when the API sees one), right for the embedded default;
     # set it when workers run elsewhere.
     memory_budget_mb: int | None = Field(None, ge=1)
+    # CPU threads torch uses for one job (unset: torch's default, one per core). Results depend on it.
+    torch_threads: int | None = Field(None, ge=1)
 
     @property
     def db_url(self) -> str:

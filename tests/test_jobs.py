@@ -39,6 +39,7 @@ def test_idec_through_the_service_beats_kmeans_on_digits(client, worker, digits_
         assert key in idec["metrics"]
     assert sum(idec["metrics"]["cluster_sizes"]) == 1797
     assert idec["device"] == "cpu" and idec["versions"]["torch"] and idec["wall_s"] > 0 and idec["peak_mb"] > 0
+    assert idec["versions"]["torch_threads"] == 2  # DEEPCLUST_TORCH_THREADS reached the worker
     assert idec["attempts"] == 1
 
     response = client.get(f"/jobs/{idec['id']}/assignments.csv")

@@ -64,6 +64,11 @@ def run_job(job_id: str) -> str:
         from core.provenance import library_versions, peak_memory_mb
         from core.metrics import evaluate, result_metrics
 
+        if settings.torch_threads:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
+
         with session_scope() as session:
             job = session.get(Job, job_id)
             data = load_dataset_arrays(session, session.get(Dataset, job.dataset_id))
