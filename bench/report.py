@@ -76,13 +76,14 @@ def main() -> None:
             print("| method | settings | pretrain epochs | seeds | ACC % | NMI % | ARI % | wall s | peak MB | device "
                   "| threads | AE reused |" + (" ACC % by seed |" if per_seed else ""))
             print("|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if per_seed else ""))
-        by_seed = " / ".join(f"{100 * r['acc']:.1f}" for r in sorted(runs, key=lambda r: r["seed"]))
+        ordered = sorted(runs, key=lambda r: r["seed"])
+        accs = " / ".join(f"{100 * r['acc']:.1f}" for r in ordered)
+        by_seed = f" {accs} (seeds {', '.join(str(r['seed']) for r in ordered)}) |"
         print(f"| {method} | {setting} | {epochs} | {len(runs)} | "
               f"{fmt([r['acc'] for r in runs])} | {fmt([r['nmi'] for r in runs])} | {fmt([r['ari'] for r in runs])} | "
               f"{fmt([r['wall_s'] for r in runs], 1, 0)} | {fmt([r['peak_mb'] for r in runs], 1, 0)} | {device} | {threads(runs)} | "
               f"{sum(bool(r.get('reused_pretrained_weights')) for r in runs)}/{len(runs)} |"
-              + (f" {by_seed} (seeds {', '.join(str(r['seed']) for r in sorted(runs, key=lambda r: r['seed']))}) |"
-                 if per_seed else ""))
+              + (by_seed if per_seed else ""))
 
 
 if __name__ == "__main__":
