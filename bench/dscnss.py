@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=sorted(DATASETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--skip-ablation", action="store_true")
+    parser.add_argument("--ablation-only", action="store_true", help="run DSC-Net alone only (its AE must be cached)")
     parser.add_argument("--variant", action="append", default=[], type=json.loads,
                         help="extra DSCNSS params as JSON, run for every seed (repeatable)")
     parser.add_argument("--extra", type=json.loads, default={},
@@ -41,7 +42,8 @@ def main() -> None:
         preset, k = DATASETS[dataset]
         y = np.load(data_path(dataset))["y"]
         base = {"preset": preset, **args.extra}
-        runs = [base] + ([] if args.skip_ablation else [{**base, "self_supervision": False}])
+        runs = [] if args.ablation_only else [base]
+        runs += [] if args.skip_ablation else [{**base, "self_supervision": False}]
         runs += [{**base, **v} for v in args.variant]
         for seed in args.seeds:
             for params in runs:
