@@ -6,10 +6,13 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
+from api.limits import BodyLimit, validation_error_without_echo
 from api.routes import datasets, jobs, methods
+from api.uploads import sweep_uploads
 from core import method_names
 from persistence.db import get_engine
 from persistence.settings import get_settings
@@ -34,6 +37,9 @@ async def _requeue_lost_jobs_forever(every_s: float) -> None:
 async def lifespan(_app: FastAPI):
     # Import every method (torch, torchvision: seconds) before serving, not in the first request.
     await run_in_threadpool(method_names)
+    swept = await run_in_threadpool(sweep_uploads)
+    if swept:
+        log.warning("removed %d upload folders left by a stopped API: %s", len(swept), swept[:10])
     reaper = asyncio.create_task(_requeue_lost_jobs_forever(get_settings().reap_every_s))
     yield
     reaper.cancel()
@@ -45,6 +51,8 @@ app = FastAPI(
     summary="Deep clustering as a service: upload data, run DEC/IDEC/DCCF/R-DC/DSCNSS/IcicleGCN, download clusters.",
     lifespan=lifespan,
 )
+app.add_middleware(BodyLimit)
+app.add_exception_handler(RequestValidationError, validation_error_without_echo)
 app.include_router(datasets.router)
 app.include_router(jobs.router)
 app.include_router(methods.router)

@@ -1,13 +1,16 @@
 """Array storage: parts in the database (any worker on any host can read them) or files
-under the data dir (the embedded default). Arrays are .npy bytes, read without pickle."""
+under the data dir (the embedded default). Arrays are .npy bytes, read without pickle.
+Blobs are written in pieces (`blob_writer`), so writing one never holds it whole in memory."""
 from __future__ import annotations
 
 import io
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from persistence.models import BlobPart
@@ -17,9 +20,53 @@ PART_BYTES = 32 << 20
 
 
 def save_array(session: Session, key: str, array: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    _put(session, key, buffer.getbuffer())
+    with blob_writer(session, key) as out:
+        np.save(out, array, allow_pickle=False)  # numpy writes a non-file in 16 MiB pieces
+
+
+@contextmanager
+def blob_writer(session: Session, key: str) -> Iterator:
+    """A writable file for one blob: a local file, made visible only when the block ends
+    without error, or database parts of PART_BYTES inserted as they fill."""
+    if get_settings().blobs == "local":
+        path = _path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(path.suffix + ".partial")
+        try:
+            with partial.open("wb") as out:
+                yield out
+            partial.replace(path)  # atomic: a reader never sees half a file
+        finally:
+            partial.unlink(missing_ok=True)
+        return
+    session.execute(delete(BlobPart).where(BlobPart.key == key))
+    out = _PartWriter(session, key)
+    yield out
+    out.finish()
+
+
+class _PartWriter:
+    """Buffers writes into PART_BYTES parts, each inserted (not kept in the session) when full."""
+
+    def __init__(self, session: Session, key: str):
+        self.session, self.key, self.parts, self.buffer = session, key, 0, bytearray()
+
+    def write(self, data) -> int:
+        data = memoryview(data).cast("B")  # bytes of a numpy chunk too
+        self.buffer += data
+        while len(self.buffer) >= PART_BYTES:
+            self._insert(self.buffer[:PART_BYTES])
+            del self.buffer[:PART_BYTES]
+        return data.nbytes
+
+    def finish(self) -> None:
+        if self.buffer or not self.parts:
+            self._insert(self.buffer)
+        self.buffer = bytearray()
+
+    def _insert(self, data: bytearray) -> None:
+        self.session.execute(insert(BlobPart).values(key=self.key, part=self.parts, data=bytes(data)))
+        self.parts += 1
 
 
 def load_array(session: Session, key: str) -> np.ndarray:
@@ -38,20 +85,6 @@ def delete_folder(session: Session, folder: str) -> None:
         shutil.rmtree(_path(folder), ignore_errors=True)
         return
     session.execute(delete(BlobPart).where(BlobPart.key.startswith(folder.rstrip("/") + "/")))
-
-
-def _put(session: Session, key: str, data: memoryview) -> None:
-    if get_settings().blobs == "local":
-        path = _path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(path.suffix + ".partial")
-        partial.write_bytes(data)
-        partial.replace(path)  # atomic: a reader never sees half a file
-        return
-    session.execute(delete(BlobPart).where(BlobPart.key == key))
-    for part, start in enumerate(range(0, max(len(data), 1), PART_BYTES)):
-        session.add(BlobPart(key=key, part=part, data=bytes(data[start:start + PART_BYTES])))
-    session.flush()
 
 
 def read_bytes(session: Session, key: str) -> bytes:

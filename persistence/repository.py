@@ -16,6 +16,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.io import Dataset as DatasetArrays
+from core.io import DatasetStream
 from persistence import blobs
 from persistence.models import FINAL_STATES, Dataset, Job, JobResult, new_id, utcnow
 
@@ -29,24 +30,67 @@ def job_folder(job_id: str) -> str:
     return f"jobs/{job_id}"
 
 
-def create_dataset(session: Session, name: str, fmt: str, data: DatasetArrays, size_bytes: int) -> Dataset:
+def create_dataset(session: Session, name: str, fmt: str, data: DatasetStream, size_bytes: int) -> Dataset:
+    """Store a checked upload: X is converted, checked, hashed and written a chunk at a time.
+    A DataError from a later chunk (a NaN) leaves nothing behind once the transaction rolls back."""
+    row_id = new_id()
+    folder = dataset_folder(row_id)
+    try:
+        checksum, stats = _write_float32(session, f"{folder}/X.npy", data)
+        if data.y is not None:
+            blobs.save_array(session, f"{folder}/y.npy", data.y)
+        if data.ids is not None:
+            blobs.save_array(session, f"{folder}/ids.npy", data.ids)
+    except BaseException:
+        blobs.delete_folder(session, folder)  # local files are outside the transaction
+        raise
     row = Dataset(
-        id=new_id(), name=name, format=fmt, n=int(data.X.shape[0]), shape=list(data.X.shape),
+        id=row_id, name=name, format=fmt, n=int(data.shape[0]), shape=list(data.shape),
         source_dtype=data.source_dtype, kind=data.kind, has_labels=data.y is not None,
         n_classes=int(data.y.max()) + 1 if data.y is not None else None, has_ids=data.ids is not None,
-        checksum=hashlib.sha256(data.X.tobytes()).hexdigest(), size_bytes=size_bytes,
-        stats={"min": float(data.X.min()), "max": float(data.X.max()), "mean": float(data.X.mean()),
-               "std": float(data.X.std())},
+        checksum=checksum, size_bytes=size_bytes, stats=stats,
     )
-    folder = dataset_folder(row.id)
-    blobs.save_array(session, f"{folder}/X.npy", data.X)
-    if data.y is not None:
-        blobs.save_array(session, f"{folder}/y.npy", data.y)
-    if data.ids is not None:
-        blobs.save_array(session, f"{folder}/ids.npy", data.ids)
     session.add(row)
     session.flush()
     return row
+
+
+def _write_float32(session: Session, key: str, data: DatasetStream) -> tuple[str, dict]:
+    """Write X as a C-ordered float32 .npy; return its sha256 (of the array bytes, the same as
+    hashing X.tobytes()) and its statistics."""
+    digest, stats = hashlib.sha256(), RunningStats()
+    with blobs.blob_writer(session, key) as out:
+        np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False,
+                                                   "shape": tuple(data.shape)})
+        for chunk in data.float32_chunks():
+            digest.update(chunk)
+            stats.add(chunk)
+            out.write(chunk)
+    return digest.hexdigest(), stats.as_dict()
+
+
+class RunningStats:
+    """min, max, mean and std over chunks (Chan et al.'s pairwise update, in float64)."""
+
+    def __init__(self):
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+        self.min, self.max = float("inf"), float("-inf")
+
+    def add(self, chunk: np.ndarray) -> None:
+        count = chunk.size
+        mean = float(chunk.mean(dtype=np.float64))
+        deviation = chunk.astype(np.float64)
+        deviation -= mean
+        m2 = float(np.dot(deviation, deviation))
+        total = self.count + count
+        delta = mean - self.mean
+        self.mean += delta * count / total
+        self.m2 += m2 + delta * delta * self.count * count / total
+        self.count = total
+        self.min, self.max = min(self.min, float(chunk.min())), max(self.max, float(chunk.max()))
+
+    def as_dict(self) -> dict:
+        return {"min": self.min, "max": self.max, "mean": self.mean, "std": (self.m2 / self.count) ** 0.5}
 
 
 def load_dataset_arrays(session: Session, row: Dataset) -> DatasetArrays:

@@ -1,5 +1,3 @@
-import shutil
-import tempfile
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -8,8 +6,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import Limit, Offset, SessionDep, dataset_or_404, unprocessable
 from api.schemas import DatasetOut, Page
-from api.uploads import receive_upload
-from core.io import FORMATS, DataError, format_of, read_dataset
+from api.uploads import clean_filename, receive_upload, upload_folder
+from core.io import FORMATS, DataError, DataTooLarge, format_of, open_dataset
 from persistence.db import session_scope
 from persistence.models import Dataset, Job
 from persistence.repository import create_dataset, delete_dataset, page
@@ -26,31 +24,32 @@ async def upload_dataset(request: Request, response: Response, name: Name = None
                          format: Annotated[str | None, Query(description=f"one of {', '.join(FORMATS)}")] = None,
                          label_column: Column = None, id_column: Column = None):
     """Upload .npy, .npz (X, optional y and ids), .csv or .parquet, as a multipart file
-    (`curl -F file=@data.npz`) or a raw body (`curl --data-binary @data.npz '...?name=data.npz'`)."""
+    (`curl -F file=@data.npz`) or a raw body (`curl --data-binary @data.npz '...?name=data.npz'`).
+    The limit (413) is on the stored float32 array and on the upload itself."""
+    if format is not None and format.lower() not in FORMATS:
+        raise unprocessable(["query", "format"], f"unsupported format {format[:20]!r}; use one of {', '.join(FORMATS)}")
     settings = get_settings()
-    folder = tempfile.mkdtemp(prefix="deepclust-upload-")
-    try:
+    with upload_folder() as folder:
         path, filename, size = await receive_upload(request, settings.max_upload_bytes, folder)
-        name = name or filename
-        if format is None and name is None:
-            raise unprocessable(["query", "format"], "say the file type: send a file name or ?format=npz")
+        name = name or clean_filename(filename)
         try:
+            if format is None and name is None:
+                raise unprocessable(["query", "format"], "say the file type: send a file name or ?format=npz")
             fmt = format.lower() if format else format_of(name)
-            if fmt not in FORMATS:
-                raise DataError(f"unsupported format {fmt!r}; use one of {', '.join(FORMATS)}")
-            return await run_in_threadpool(_store, path, fmt, name or f"upload.{fmt}", size,
-                                           label_column, id_column, response)
+            return await run_in_threadpool(_store, path, fmt, name or f"upload.{fmt}", size, label_column,
+                                           id_column, folder, settings.max_upload_bytes, response)
+        except DataTooLarge as exc:
+            raise HTTPException(413, str(exc)) from None
         except DataError as exc:
-            raise HTTPException(422, str(exc)) from None
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+            raise unprocessable(["body", "file"], str(exc)) from None
 
 
-def _store(path, fmt, name, size, label_column, id_column, response: Response) -> DatasetOut:
-    data = read_dataset(path, fmt, label_column=label_column, id_column=id_column)
-    with session_scope() as session:  # arrays and row in one transaction: nothing half-made
-        row = create_dataset(session, name, fmt, data, size)
-        out = DatasetOut.model_validate(row)
+def _store(path, fmt, name, size, label_column, id_column, folder, limit, response: Response) -> DatasetOut:
+    with open_dataset(path, fmt, label_column=label_column, id_column=id_column, max_stored_bytes=limit,
+                      spool_dir=folder) as data:
+        with session_scope() as session:  # arrays and row in one transaction: nothing half-made
+            row = create_dataset(session, name, fmt, data, size)
+            out = DatasetOut.model_validate(row)
     response.headers["Location"] = f"/datasets/{out.id}"
     return out
 
