@@ -204,12 +204,22 @@ def read_npy_header(stream: BinaryIO, what: str, total_bytes: int | None = None)
     read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
     try:
         shape, fortran_order, dtype = read_header(io.BytesIO(bytes(length_bytes) + bytes(text)))
-    except (ValueError, TypeError) as exc:
+    except Exception as exc:  # ValueError, TypeError, tokenize.TokenError from numpy's parser
         raise DataError(f"{what} has an unreadable header: {_first_line(exc)}") from None
     if any(size < 0 for size in shape):
         raise DataError(f"{what} declares a negative size in its shape {list(shape)}")
     data_bytes = None if total_bytes is None else total_bytes - 8 - len(length_bytes) - length
     return NpyHeader(tuple(shape), dtype, fortran_order, data_bytes)
+
+
+def _check_data_size(what: str, header: NpyHeader, size: int) -> None:
+    """The file (or zip member) must hold exactly the data its header declares: more would be
+    a zip bomb's padding, less a truncated file."""
+    if header.data_bytes is None or header.data_bytes == size:
+        return
+    problem = "is truncated" if header.data_bytes < size else "is corrupt"
+    raise DataError(f"{what} {problem}: its header declares {size} bytes of data (shape {list(header.shape)}, "
+                    f"{header.dtype}) and it holds {header.data_bytes}")
 
 
 def _read_exactly(stream: BinaryIO, size: int, what: str) -> bytearray:
@@ -232,8 +242,7 @@ def _read_small_array(stream: BinaryIO, header: NpyHeader, what: str) -> np.ndar
     count = math.prod(header.shape)
     _check_side_size(what, count, header.dtype)
     size = count * header.dtype.itemsize
-    if header.data_bytes is not None and header.data_bytes < size:
-        raise DataError(f"{what} is truncated: it declares {size} bytes of data and holds {header.data_bytes}")
+    _check_data_size(what, header, size)
     flat = np.frombuffer(_read_exactly(stream, size, what), dtype=header.dtype)
     return flat.reshape(header.shape, order="F" if header.fortran_order else "C")
 
@@ -272,12 +281,10 @@ class DatasetStream:
         self.shape, self.source_dtype = header.shape, source_dtype or str(header.dtype)
         self._header, self._values, self._resources = header, values, resources
         size = math.prod(header.shape) * header.dtype.itemsize
-        if header.data_bytes is not None and header.data_bytes < size:
-            raise DataError(f"X is truncated: it declares {size} bytes of data (shape {list(header.shape)}, "
-                            f"{header.dtype}) and holds {header.data_bytes}")
         if header.fortran_order and size > FORTRAN_MAX_BYTES:
             raise DataError(f"a Fortran-ordered X is read whole, so at most {FORTRAN_MAX_BYTES} bytes; "
                             "save it C-ordered (np.ascontiguousarray)")
+        _check_data_size("X", header, size)
         n = header.shape[0]
         self.y = None if y is None else labels(y, n)
         self.ids = None if ids is None else sample_ids(ids, n)
@@ -305,7 +312,8 @@ class DatasetStream:
                 source = whole[start:start + count]
             else:
                 source = np.frombuffer(_read_exactly(self._values, count * dtype.itemsize, "X"), dtype=dtype)
-            chunk = source.astype(np.float32)
+            with np.errstate(over="ignore"):  # beyond float32's range: inf, refused just below
+                chunk = source.astype(np.float32)
             _check_finite(chunk, start, row_size)
             yield chunk
 
