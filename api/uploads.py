@@ -24,7 +24,9 @@ from persistence.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-ENVELOPE_BYTES = 64 * 1024  # room for a multipart form's headers around the file
+# Room for a multipart form's headers around the file, and for the file's own headers (an
+# .npy header, a zip directory): the limit is on the stored array, so a 2 GiB array fits.
+ENVELOPE_BYTES = 64 * 1024
 PART_HEADER_MAX_BYTES = 16 * 1024  # one header line of a form part
 FILENAME_MAX_CHARS = 255  # the datasets.name column
 NOT_A_FILE = (b"application/x-www-form-urlencoded", b"application/json")
@@ -116,10 +118,7 @@ async def receive_upload(request: Request, limit: int, folder: Path) -> tuple[Pa
             else:
                 sink.write(chunk)
         filename = sink.finish() if sink is not None else None
-    size = os.path.getsize(path)
-    if size > limit:
-        raise UploadTooLarge(limit)
-    return path, filename, size
+    return path, filename, os.path.getsize(path)
 
 
 class _FilePart:
@@ -187,7 +186,7 @@ class _FilePart:
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self.in_file:
             self.size += end - start
-            if self.size > self.limit:
+            if self.size > self.limit + ENVELOPE_BYTES:
                 raise UploadTooLarge(self.limit)
             self.out.write(data[start:end])
 

@@ -172,7 +172,8 @@ def sample_ids(ids: np.ndarray, n: int) -> np.ndarray:
 
 def _check_side_size(what: str, count: int, dtype: np.dtype) -> None:
     """Labels and ids are held whole: refuse them by declared size before reading them."""
-    width = 8 if what == "y" else np.array([], dtype=dtype).astype(str).dtype.itemsize
+    kept = 8 if what == "y" else np.array([], dtype=dtype).astype(str).dtype.itemsize  # int64 or text
+    width = max(dtype.itemsize, kept)
     if count * width > SIDE_ARRAY_MAX_BYTES:
         raise DataTooLarge(f"{what} would take {count * width} bytes in memory, more than the "
                            f"{SIDE_ARRAY_MAX_BYTES} bytes allowed for labels or ids")

@@ -46,27 +46,30 @@ def blob_writer(session: Session, key: str) -> Iterator:
 
 
 class _PartWriter:
-    """Buffers writes into PART_BYTES parts, each inserted (not kept in the session) when full."""
+    """Fills one PART_BYTES buffer at a time and inserts it (not kept in the session) when full:
+    the parts in memory at once are this buffer and the driver's copy of it."""
 
     def __init__(self, session: Session, key: str):
         self.session, self.key, self.parts, self.buffer = session, key, 0, bytearray()
 
     def write(self, data) -> int:
         data = memoryview(data).cast("B")  # bytes of a numpy chunk too
-        self.buffer += data
-        while len(self.buffer) >= PART_BYTES:
-            self._insert(self.buffer[:PART_BYTES])
-            del self.buffer[:PART_BYTES]
+        start = 0
+        while start < data.nbytes:
+            take = min(data.nbytes - start, PART_BYTES - len(self.buffer))
+            self.buffer += data[start:start + take]
+            start += take
+            if len(self.buffer) == PART_BYTES:
+                self._insert()
         return data.nbytes
 
     def finish(self) -> None:
         if self.buffer or not self.parts:
-            self._insert(self.buffer)
-        self.buffer = bytearray()
+            self._insert()
 
-    def _insert(self, data: bytearray) -> None:
-        self.session.execute(insert(BlobPart).values(key=self.key, part=self.parts, data=bytes(data)))
-        self.parts += 1
+    def _insert(self) -> None:
+        self.session.execute(insert(BlobPart).values(key=self.key, part=self.parts, data=self.buffer))
+        self.parts, self.buffer = self.parts + 1, bytearray()
 
 
 def load_array(session: Session, key: str) -> np.ndarray:

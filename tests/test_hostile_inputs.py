@@ -213,6 +213,18 @@ def test_oversize_stream_without_length_is_cut_at_the_limit(client, monkeypatch)
     assert_refused(client, response, 413, "limit", before)
 
 
+def test_the_limit_is_on_the_stored_float32_array_not_the_file(client, monkeypatch):
+    from persistence.settings import get_settings
+
+    monkeypatch.setattr(get_settings(), "max_upload_bytes", 4_000)
+    for X in (np.ones((10, 100), dtype=np.float32), np.ones((10, 100), dtype=np.uint8)):  # 4000 B stored
+        response = client.post("/datasets", files={"file": ("at-limit.npy", npy(X))})
+        assert response.status_code == 201, response.text
+    before = dataset_count(client), blob_part_count()
+    response = client.post("/datasets", files={"file": ("over.npy", npy(np.ones((11, 100), dtype=np.uint8)))})
+    assert_refused(client, response, 413, "4400 bytes as float32", before)  # a 1.2 kB file
+
+
 def test_table_whose_float32_size_is_over_the_limit_gets_413(client, monkeypatch):
     from persistence.settings import get_settings
 
@@ -300,14 +312,14 @@ def rss_bytes(pid: int, field: str) -> int:
 class ApiProcess:
     """`uvicorn api.main:app` with this run's settings (its database schema, its blob store)."""
 
-    def __init__(self, log: Path, **env):
+    def __init__(self, log: Path, cwd: Path = ROOT, **env):
         from tests.test_embedded import free_port
 
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(self.port), "--log-level", "warning"],
-            cwd=ROOT, env={**os.environ, **env}, stdout=log.open("w"), stderr=subprocess.STDOUT)
+            cwd=cwd, env={**os.environ, **env}, stdout=log.open("w"), stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while True:
             try:
@@ -353,6 +365,20 @@ def legit_npy(path: Path, rows: int, cols: int) -> Path:
     return path
 
 
+def stored_checksum(dataset_id: str) -> str:
+    """sha256 of X as the worker will read it back from the blob store."""
+    import hashlib
+
+    from persistence.db import session_scope
+    from persistence.models import Dataset
+    from persistence.repository import load_dataset_arrays
+
+    with session_scope() as session:
+        X = load_dataset_arrays(session, session.get(Dataset, dataset_id)).X
+    assert X.dtype == np.float32 and X.flags.c_contiguous
+    return hashlib.sha256(X.tobytes()).hexdigest()
+
+
 def test_api_peak_memory_stays_bounded_for_zip_bombs_and_large_uploads(database, tmp_path):
     """The 512 MiB-of-uint8 bomb (2 GiB as float32) is refused from its header; a 64 MiB one
     (256 MiB as float32) and a 300 MB float32 .npy are stored, each within the bound."""
@@ -370,6 +396,7 @@ def test_api_peak_memory_stays_bounded_for_zip_bombs_and_large_uploads(database,
             assert response.status_code == status, response.text
             print(f"{name}: {path.stat().st_size} bytes sent, API peak {peaks[name] >> 20} MiB above idle")
         assert response.json()["shape"] == [75_000, 1000]
+        assert stored_checksum(response.json()["id"]) == response.json()["checksum"]  # 9 blob parts
         assert max(peaks.values()) < UPLOAD_MEMORY_BOUND, peaks
         assert list((Path(DATA_DIR) / "uploads").iterdir()) == []
     finally:
