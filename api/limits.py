@@ -1,5 +1,6 @@
 """Request bodies bounded, errors that don't echo them. Uploads (POST /datasets) have their
 own streaming limit (api/uploads.py); every other body is small JSON."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,12 @@ class BodyLimit:
     """413 for a body over `max_bytes`: at once by Content-Length, or as soon as the streamed
     body passes the limit (the error is raised inside the app, which answers it)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = JSON_BODY_MAX_BYTES,
-                 exempt: tuple[tuple[str, str], ...] = (("POST", "/datasets"),)):
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int = JSON_BODY_MAX_BYTES,
+        exempt: tuple[tuple[str, str], ...] = (("POST", "/datasets"),),
+    ):
         self.app, self.max_bytes, self.exempt = app, max_bytes, exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -49,7 +54,9 @@ class BodyLimit:
         return JSONResponse({"detail": self._message()}, status_code=413)
 
 
-async def validation_error_without_echo(_request: Request, exc: RequestValidationError) -> JSONResponse:
+async def validation_error_without_echo(
+    _request: Request, exc: RequestValidationError
+) -> JSONResponse:
     """FastAPI's 422, with each error's `input` cut to ECHO_MAX_CHARS: a 5 MB body that fails
     to parse must not come back whole."""
     errors = jsonable_encoder(exc.errors())

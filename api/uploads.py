@@ -4,6 +4,7 @@ sits whole in memory nor twice on disk. Past the size limit the request gets a 4
 
 Files go to a folder of their own under <data_dir>/uploads, removed after the request; a
 folder left by a killed API (its lock is gone with the process) is swept at the next start."""
+
 from __future__ import annotations
 
 import fcntl
@@ -29,12 +30,15 @@ log = logging.getLogger(__name__)
 ENVELOPE_BYTES = 64 * 1024
 PART_HEADER_MAX_BYTES = 16 * 1024  # one header line of a form part
 FILENAME_MAX_CHARS = 255  # the datasets.name column
-NOT_A_FILE = (b"application/x-www-form-urlencoded", b"application/json")
+# Not a file's bytes. (x-www-form-urlencoded is: curl --data-binary sends files with that type.)
+NOT_A_FILE = (b"application/json",)
 
 
 class UploadTooLarge(HTTPException):
     def __init__(self, limit: int):
-        super().__init__(413, f"upload is larger than the limit of {limit} bytes (DEEPCLUST_MAX_UPLOAD_BYTES)")
+        super().__init__(
+            413, f"upload is larger than the limit of {limit} bytes (DEEPCLUST_MAX_UPLOAD_BYTES)"
+        )
 
 
 def uploads_root() -> Path:
@@ -91,23 +95,34 @@ def clean_filename(filename: str | None) -> str | None:
     name = "".join(ch for ch in filename.replace("\\", "/").rsplit("/", 1)[-1] if ch.isprintable())
     if len(name) > FILENAME_MAX_CHARS:
         suffix = Path(name).suffix[:16]
-        name = name[:FILENAME_MAX_CHARS - len(suffix)] + suffix
+        name = name[: FILENAME_MAX_CHARS - len(suffix)] + suffix
     return name or None
 
 
-async def receive_upload(request: Request, limit: int, folder: Path) -> tuple[Path, str | None, int]:
-    """Write the uploaded file into `folder`; return (its path, the form's file name or None, size)."""
+async def receive_upload(
+    request: Request, limit: int, folder: Path
+) -> tuple[Path, str | None, int]:
+    """Write the uploaded file into `folder`; return (its path, the form's file name, size)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + ENVELOPE_BYTES:
         raise UploadTooLarge(limit)
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
-    other_multipart = content_type.startswith(b"multipart/") and content_type != b"multipart/form-data"
+    other_multipart = (
+        content_type.startswith(b"multipart/") and content_type != b"multipart/form-data"
+    )
     if content_type in NOT_A_FILE or other_multipart:
-        raise HTTPException(415, f"content type {content_type.decode('latin-1')!r} is not an upload; send the "
-                                 "file as multipart/form-data (-F file=@data.npz) or as the raw body")
+        raise HTTPException(
+            415,
+            f"content type {content_type.decode('latin-1')!r} is not an upload; send the "
+            "file as multipart/form-data (-F file=@data.npz) or as the raw body",
+        )
     path = folder / "file"
     with open(path, "wb") as out:
-        sink = _FilePart(options.get(b"boundary"), out, limit) if content_type == b"multipart/form-data" else None
+        sink = (
+            _FilePart(options.get(b"boundary"), out, limit)
+            if content_type == b"multipart/form-data"
+            else None
+        )
         received = 0
         async for chunk in request.stream():
             received += len(chunk)
@@ -132,12 +147,18 @@ class _FilePart:
         self.header_field = self.header_value = b""
         self.in_file = self.done = False
         self.filename: str | None = None
-        self.parser = MultipartParser(boundary, {
-            "on_part_begin": self._part_begin, "on_header_field": self._header_field,
-            "on_header_value": self._header_value, "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished, "on_part_data": self._part_data,
-            "on_part_end": self._part_end,
-        })
+        self.parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._part_begin,
+                "on_header_field": self._header_field,
+                "on_header_value": self._header_value,
+                "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished,
+                "on_part_data": self._part_data,
+                "on_part_end": self._part_end,
+            },
+        )
 
     def write(self, chunk: bytes) -> None:
         self._guarded(self.parser.write, chunk)
@@ -145,8 +166,10 @@ class _FilePart:
     def finish(self) -> str | None:
         self._guarded(self.parser.finalize)
         if not self.done:
-            raise unprocessable(["body", "file"], "the multipart form has no file part; send the file as "
-                                                  "-F file=@data.npz")
+            raise unprocessable(
+                ["body", "file"],
+                "the multipart form has no file part; send the file as -F file=@data.npz",
+            )
         return self.filename
 
     @staticmethod
@@ -171,7 +194,9 @@ class _FilePart:
 
     def _check_header(self) -> None:
         if len(self.header_field) + len(self.header_value) > PART_HEADER_MAX_BYTES:
-            raise HTTPException(400, f"a multipart part header is longer than {PART_HEADER_MAX_BYTES} bytes")
+            raise HTTPException(
+                400, f"a multipart part header is longer than {PART_HEADER_MAX_BYTES} bytes"
+            )
 
     def _header_end(self) -> None:
         self.headers[self.header_field.lower()] = self.header_value

@@ -9,6 +9,7 @@ directory, the parquet metadata) before any data is read or decompressed, and
 so an upload's memory does not grow with its size. Labels and ids are held whole, at most
 SIDE_ARRAY_MAX_BYTES each.
 """
+
 from __future__ import annotations
 
 import io
@@ -61,26 +62,41 @@ class Dataset:
 def format_of(filename: str | None) -> str:
     suffix = Path(filename or "").suffix.lower().lstrip(".")
     if suffix not in FORMATS:
-        raise DataError(f"unsupported file type {suffix or '(none)'!r}; use one of {', '.join(FORMATS)}")
+        raise DataError(
+            f"unsupported file type {suffix or '(none)'!r}; use one of {', '.join(FORMATS)}"
+        )
     return suffix
 
 
-def read_dataset(path: str | Path, fmt: str | None = None, *, label_column: str | None = None,
-                 id_column: str | None = None, max_stored_bytes: int | None = None) -> Dataset:
+def read_dataset(
+    path: str | Path,
+    fmt: str | None = None,
+    *,
+    label_column: str | None = None,
+    id_column: str | None = None,
+    max_stored_bytes: int | None = None,
+) -> Dataset:
     """Read and validate a whole dataset file (CLI, benchmarks). `fmt` defaults to the suffix."""
-    with open_dataset(path, fmt, label_column=label_column, id_column=id_column,
-                      max_stored_bytes=max_stored_bytes) as data:
+    with open_dataset(
+        path, fmt, label_column=label_column, id_column=id_column, max_stored_bytes=max_stored_bytes
+    ) as data:
         X = np.empty(data.shape, dtype=np.float32)
         flat, start = X.reshape(-1), 0
         for chunk in data.float32_chunks():
-            flat[start:start + chunk.size] = chunk
+            flat[start : start + chunk.size] = chunk
             start += chunk.size
         return Dataset(X=X, y=data.y, ids=data.ids, source_dtype=data.source_dtype)
 
 
-def open_dataset(path: str | Path, fmt: str | None = None, *, label_column: str | None = None,
-                 id_column: str | None = None, max_stored_bytes: int | None = None,
-                 spool_dir: str | Path | None = None) -> DatasetStream:
+def open_dataset(
+    path: str | Path,
+    fmt: str | None = None,
+    *,
+    label_column: str | None = None,
+    id_column: str | None = None,
+    max_stored_bytes: int | None = None,
+    spool_dir: str | Path | None = None,
+) -> DatasetStream:
     """Check a dataset file's declared shape, dtype and size, and read its labels and ids;
     X is read later, in chunks, by `float32_chunks`. Use it as a context manager.
     Tables are converted to a float32 spool file in `spool_dir` (default: the system's)."""
@@ -95,11 +111,15 @@ def open_dataset(path: str | Path, fmt: str | None = None, *, label_column: str 
         if fmt == "npz":
             return _open_npz(path, resources, max_stored_bytes)
         if fmt in ("csv", "parquet"):
-            return _open_table(path, fmt, label_column, id_column, resources, max_stored_bytes, spool_dir)
+            return _open_table(
+                path, fmt, label_column, id_column, resources, max_stored_bytes, spool_dir
+            )
         raise DataError(f"unsupported format {fmt!r}; use one of {', '.join(FORMATS)}")
     except UNREADABLE as exc:
         resources.close()
-        raise DataError(f"not a readable .{fmt} file (truncated or corrupt?): {_first_line(exc)}") from None
+        raise DataError(
+            f"not a readable .{fmt} file (truncated or corrupt?): {_first_line(exc)}"
+        ) from None
     except BaseException:
         resources.close()
         raise
@@ -113,8 +133,12 @@ def validate(X: np.ndarray, y: np.ndarray | None = None, ids: np.ndarray | None 
     X = np.ascontiguousarray(X, dtype=np.float32)
     _check_finite(X.reshape(-1), 0, X[0].size)
     n = X.shape[0]
-    return Dataset(X=X, y=None if y is None else labels(np.asarray(y), n),
-                   ids=None if ids is None else sample_ids(np.asarray(ids), n), source_dtype=source_dtype)
+    return Dataset(
+        X=X,
+        y=None if y is None else labels(np.asarray(y), n),
+        ids=None if ids is None else sample_ids(np.asarray(ids), n),
+        source_dtype=source_dtype,
+    )
 
 
 # ---- what X may be ------------------------------------------------------------------------------
@@ -125,22 +149,29 @@ def check_x(shape: tuple, dtype: np.dtype, max_stored_bytes: int | None = None) 
     if dtype.kind not in NUMERIC_KINDS:
         raise DataError(f"X must be numeric (integer or real), got dtype {dtype}")
     if len(shape) not in (2, 3, 4):
-        raise DataError(f"X must be (n, d) vectors or (n, H, W[, C]) images, got shape {list(shape)}")
+        raise DataError(
+            f"X must be (n, d) vectors or (n, H, W[, C]) images, got shape {list(shape)}"
+        )
     if shape[0] < 2:
         raise DataError(f"need at least 2 samples, got {shape[0]}")
     if math.prod(shape[1:]) == 0:
         raise DataError(f"each sample must have at least one feature, got shape {list(shape)}")
     stored = math.prod(shape) * 4
     if max_stored_bytes is not None and stored > max_stored_bytes:
-        raise DataTooLarge(f"X of shape {list(shape)} takes {stored} bytes as float32, more than the limit "
-                           f"of {max_stored_bytes} bytes (DEEPCLUST_MAX_UPLOAD_BYTES)")
+        raise DataTooLarge(
+            f"X of shape {list(shape)} takes {stored} bytes as float32, more than the limit "
+            f"of {max_stored_bytes} bytes (DEEPCLUST_MAX_UPLOAD_BYTES)"
+        )
 
 
 def _check_finite(values: np.ndarray, first_index: int, row_size: int) -> None:
     finite = np.isfinite(values)
     if not finite.all():
         row = (first_index + int(np.argmin(finite))) // row_size
-        raise DataError(f"X has NaN or infinite values (first in row {row}); clean or drop them before uploading")
+        raise DataError(
+            f"X has NaN or infinite values (first in row {row}); "
+            "clean or drop them before uploading"
+        )
 
 
 def labels(y: np.ndarray, n: int) -> np.ndarray:
@@ -172,14 +203,18 @@ def sample_ids(ids: np.ndarray, n: int) -> np.ndarray:
 
 def _check_side_size(what: str, count: int, dtype: np.dtype) -> None:
     """Labels and ids are held whole: refuse them by declared size before reading them."""
-    kept = 8 if what == "y" else np.array([], dtype=dtype).astype(str).dtype.itemsize  # int64 or text
+    kept = (
+        8 if what == "y" else np.array([], dtype=dtype).astype(str).dtype.itemsize
+    )  # int64 or text
     width = max(dtype.itemsize, kept)
     if count * width > SIDE_ARRAY_MAX_BYTES:
-        raise DataTooLarge(f"{what} would take {count * width} bytes in memory, more than the "
-                           f"{SIDE_ARRAY_MAX_BYTES} bytes allowed for labels or ids")
+        raise DataTooLarge(
+            f"{what} would take {count * width} bytes in memory, more than the "
+            f"{SIDE_ARRAY_MAX_BYTES} bytes allowed for labels or ids"
+        )
 
 
-# ---- .npy and .npz --------------------------------------------------------------------------------
+# ---- .npy and .npz ------------------------------------------------------------------------
 @dataclass
 class NpyHeader:
     shape: tuple[int, ...]
@@ -200,9 +235,13 @@ def read_npy_header(stream: BinaryIO, what: str, total_bytes: int | None = None)
     length_bytes = _read_exactly(stream, 2 if major == 1 else 4, what)
     length = struct.unpack("<H" if major == 1 else "<I", length_bytes)[0]
     if length > NPY_MAX_HEADER_BYTES:
-        raise DataError(f"{what} has a {length}-byte header; at most {NPY_MAX_HEADER_BYTES} bytes are read")
+        raise DataError(
+            f"{what} has a {length}-byte header; at most {NPY_MAX_HEADER_BYTES} bytes are read"
+        )
     text = _read_exactly(stream, length, what)
-    read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+    read_header = (
+        np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+    )
     try:
         shape, fortran_order, dtype = read_header(io.BytesIO(bytes(length_bytes) + bytes(text)))
     except Exception as exc:  # ValueError, TypeError, tokenize.TokenError from numpy's parser
@@ -219,8 +258,10 @@ def _check_data_size(what: str, header: NpyHeader, size: int) -> None:
     if header.data_bytes is None or header.data_bytes == size:
         return
     problem = "is truncated" if header.data_bytes < size else "is corrupt"
-    raise DataError(f"{what} {problem}: its header declares {size} bytes of data (shape {list(header.shape)}, "
-                    f"{header.dtype}) and it holds {header.data_bytes}")
+    raise DataError(
+        f"{what} {problem}: its header declares {size} bytes of data (shape {list(header.shape)}, "
+        f"{header.dtype}) and it holds {header.data_bytes}"
+    )
 
 
 def _read_exactly(stream: BinaryIO, size: int, what: str) -> bytearray:
@@ -230,9 +271,13 @@ def _read_exactly(stream: BinaryIO, size: int, what: str) -> bytearray:
         try:
             got = stream.readinto(view[filled:])
         except UNREADABLE as exc:
-            raise DataError(f"{what} is not readable (truncated or corrupt?): {_first_line(exc)}") from None
+            raise DataError(
+                f"{what} is not readable (truncated or corrupt?): {_first_line(exc)}"
+            ) from None
         if not got:
-            raise DataError(f"{what} is truncated: it ends {size - filled} bytes before the data it declares")
+            raise DataError(
+                f"{what} is truncated: it ends {size - filled} bytes before the data it declares"
+            )
         filled += got
     return buffer
 
@@ -255,36 +300,56 @@ def _open_npz(path: Path, resources: ExitStack, max_stored_bytes: int | None) ->
         raise DataError(f".npz has {len(infos)} arrays; expected X and optionally y and ids")
     members = {info.filename.removesuffix(".npy"): info for info in infos}
     if "X" not in members:
-        raise DataError(f".npz must hold an array named X (and optionally y, ids); found {sorted(members)}")
+        raise DataError(
+            f".npz must hold an array named X (and optionally y, ids); found {sorted(members)}"
+        )
 
     def open_member(name: str) -> tuple[BinaryIO, NpyHeader]:
         info = members[name]
         if info.flag_bits & 0x1:
             raise DataError(f".npz member {info.filename!r} is encrypted")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise DataError(f".npz member {info.filename!r} uses zip compression method {info.compress_type}; "
-                            "only stored and deflated members (np.savez, np.savez_compressed) are read")
+            raise DataError(
+                f".npz member {info.filename!r} uses zip compression method {info.compress_type}; "
+                "only stored and deflated members (np.savez, np.savez_compressed) are read"
+            )
         stream = resources.enter_context(archive.open(info))
         return stream, read_npy_header(stream, f".npz member {name}", info.file_size)
 
     values, header = open_member("X")
     check_x(header.shape, header.dtype, max_stored_bytes)  # before reading y and ids
-    side = {name: _read_small_array(*open_member(name), name) for name in ("y", "ids") if name in members}
-    return DatasetStream(header, values, side.get("y"), side.get("ids"), resources, max_stored_bytes)
+    side = {
+        name: _read_small_array(*open_member(name), name)
+        for name in ("y", "ids")
+        if name in members
+    }
+    return DatasetStream(
+        header, values, side.get("y"), side.get("ids"), resources, max_stored_bytes
+    )
 
 
 class DatasetStream:
     """A dataset checked by what it declares, whose X is read later in chunks (open_dataset)."""
 
-    def __init__(self, header: NpyHeader, values: BinaryIO, y: np.ndarray | None, ids: np.ndarray | None,
-                 resources: ExitStack, max_stored_bytes: int | None, source_dtype: str | None = None):
+    def __init__(
+        self,
+        header: NpyHeader,
+        values: BinaryIO,
+        y: np.ndarray | None,
+        ids: np.ndarray | None,
+        resources: ExitStack,
+        max_stored_bytes: int | None,
+        source_dtype: str | None = None,
+    ):
         check_x(header.shape, header.dtype, max_stored_bytes)
         self.shape, self.source_dtype = header.shape, source_dtype or str(header.dtype)
         self._header, self._values, self._resources = header, values, resources
         size = math.prod(header.shape) * header.dtype.itemsize
         if header.fortran_order and size > FORTRAN_MAX_BYTES:
-            raise DataError(f"a Fortran-ordered X is read whole, so at most {FORTRAN_MAX_BYTES} bytes; "
-                            "save it C-ordered (np.ascontiguousarray)")
+            raise DataError(
+                f"a Fortran-ordered X is read whole, so at most {FORTRAN_MAX_BYTES} bytes; "
+                "save it C-ordered (np.ascontiguousarray)"
+            )
         _check_data_size("X", header, size)
         n = header.shape[0]
         self.y = None if y is None else labels(y, n)
@@ -305,14 +370,18 @@ class DatasetStream:
         row_size = total // self.shape[0]
         whole = None
         if self._header.fortran_order:
-            whole = np.frombuffer(_read_exactly(self._values, total * dtype.itemsize, "X"), dtype=dtype)
+            whole = np.frombuffer(
+                _read_exactly(self._values, total * dtype.itemsize, "X"), dtype=dtype
+            )
             whole = np.ascontiguousarray(whole.reshape(self.shape, order="F")).reshape(-1)
         for start in range(0, total, CHUNK_ITEMS):
             count = min(CHUNK_ITEMS, total - start)
             if whole is not None:
-                source = whole[start:start + count]
+                source = whole[start : start + count]
             else:
-                source = np.frombuffer(_read_exactly(self._values, count * dtype.itemsize, "X"), dtype=dtype)
+                source = np.frombuffer(
+                    _read_exactly(self._values, count * dtype.itemsize, "X"), dtype=dtype
+                )
             with np.errstate(over="ignore"):  # beyond float32's range: inf, refused just below
                 chunk = source.astype(np.float32)
             _check_finite(chunk, start, row_size)
@@ -329,8 +398,15 @@ class DatasetStream:
 
 
 # ---- tables -------------------------------------------------------------------------------------
-def _open_table(path: Path, fmt: str, label_column: str | None, id_column: str | None, resources: ExitStack,
-                max_stored_bytes: int | None, spool_dir: str | Path | None) -> DatasetStream:
+def _open_table(
+    path: Path,
+    fmt: str,
+    label_column: str | None,
+    id_column: str | None,
+    resources: ExitStack,
+    max_stored_bytes: int | None,
+    spool_dir: str | Path | None,
+) -> DatasetStream:
     """Convert the feature columns, a bounded number of rows at a time, into a float32 spool
     file; the label and id columns are kept (at most SIDE_ARRAY_MAX_BYTES each)."""
     frames = _csv_frames(path) if fmt == "csv" else _parquet_frames(path)
@@ -342,8 +418,10 @@ def _open_table(path: Path, fmt: str, label_column: str | None, id_column: str |
         if index == 0:
             for role, column in (("label_column", label_column), ("id_column", id_column)):
                 if column is not None and column not in frame.columns:
-                    raise DataError(f"{role} {column!r} is not a column; columns are "
-                                    f"{list(map(str, frame.columns))[:20]}")
+                    raise DataError(
+                        f"{role} {column!r} is not a column; columns are "
+                        f"{list(map(str, frame.columns))[:20]}"
+                    )
         if len(frame) == 0:
             continue
         for what, column in (("y", label_column), ("ids", id_column)):
@@ -356,29 +434,46 @@ def _open_table(path: Path, fmt: str, label_column: str | None, id_column: str |
         _check_features(frame, n)
         n += len(frame)
         if max_stored_bytes is not None and n * width * 4 > max_stored_bytes:
-            raise DataTooLarge(f"the table's features take more than {max_stored_bytes} bytes as float32 "
-                               f"(more than {n} rows of {width} columns; DEEPCLUST_MAX_UPLOAD_BYTES)")
+            raise DataTooLarge(
+                f"the table's features take more than {max_stored_bytes} bytes as float32 "
+                f"(more than {n} rows of {width} columns; DEEPCLUST_MAX_UPLOAD_BYTES)"
+            )
         spool.write(frame.to_numpy(dtype=np.float64).astype(np.float32).tobytes())
     if n < 2:
         raise DataError(f"need at least 2 samples, got {n} rows")
     spool.seek(0)
     y, ids = (np.concatenate(side[what]) if side[what] else None for what in ("y", "ids"))
-    return DatasetStream(NpyHeader((n, width), np.dtype(np.float32), False), spool, y, ids, resources,
-                         max_stored_bytes, source_dtype="float64")
+    return DatasetStream(
+        NpyHeader((n, width), np.dtype(np.float32), False),
+        spool,
+        y,
+        ids,
+        resources,
+        max_stored_bytes,
+        source_dtype="float64",
+    )
 
 
 def _check_features(frame, first_row: int) -> None:
     import pandas as pd
 
     for column in frame.columns:
-        if not pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(frame[column]):
+        if not pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(
+            frame[column]
+        ):
             sample = frame[column].dropna().astype(str).head(1).tolist()
-            raise DataError(f"column {column!r} is not numeric (e.g. {sample[0][:100]!r}); name it as "
-                            "label_column or id_column, or drop it" if sample else f"column {column!r} is empty")
+            raise DataError(
+                f"column {column!r} is not numeric (e.g. {sample[0][:100]!r}); name it as "
+                "label_column or id_column, or drop it"
+                if sample
+                else f"column {column!r} is empty"
+            )
     missing = frame.isna().any(axis=1).to_numpy()
     if missing.any():
-        raise DataError(f"rows have missing values (first: data row {first_row + int(np.argmax(missing)) + 1});"
-                        " is the file ragged?")
+        raise DataError(
+            f"rows have missing values (first: data row {first_row + int(np.argmax(missing)) + 1});"
+            " is the file ragged?"
+        )
 
 
 def _side_column(values, what: str, column: str, first_row: int) -> np.ndarray:
@@ -387,8 +482,10 @@ def _side_column(values, what: str, column: str, first_row: int) -> np.ndarray:
 
     missing = values.isna().to_numpy()
     if missing.any():
-        raise DataError(f"{what} column {column!r} has a missing value in data row "
-                        f"{first_row + int(np.argmax(missing)) + 1}")
+        raise DataError(
+            f"{what} column {column!r} has a missing value in data row "
+            f"{first_row + int(np.argmax(missing)) + 1}"
+        )
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         return values.to_numpy()
     return values.astype(str).to_numpy(dtype=str)
@@ -401,10 +498,13 @@ def _csv_frames(path: Path) -> Iterator:
         fields = file.readline(CSV_MAX_LINE_BYTES).count(b",") + 1
     longest = _longest_line(path)
     if longest > CSV_MAX_LINE_BYTES:
-        raise DataError(f"the CSV has a line of {longest} bytes; at most {CSV_MAX_LINE_BYTES} per line are read")
+        raise DataError(
+            f"the CSV has a line of {longest} bytes; at most {CSV_MAX_LINE_BYTES} per line are read"
+        )
     rows = max(1, min(100_000, CHUNK_ITEMS // fields))
-    yield from _unreadable_as_data_error("csv", lambda: pd.read_csv(
-        path, chunksize=rows, on_bad_lines="error", encoding="utf-8-sig"))
+    yield from _unreadable_as_data_error(
+        "csv", lambda: pd.read_csv(path, chunksize=rows, on_bad_lines="error", encoding="utf-8-sig")
+    )
 
 
 def _longest_line(path: Path) -> int:
@@ -433,17 +533,23 @@ def _parquet_frames(path: Path) -> Iterator:
         raise DataError(f"not a readable .parquet file: {_first_line(exc)}") from None
     for field in parquet.schema_arrow:
         if pa.types.is_nested(field.type):
-            raise DataError(f"column {field.name!r} is nested ({field.type}); features, labels and ids must be "
-                            "plain numbers or text")
+            raise DataError(
+                f"column {field.name!r} is nested ({field.type}); features, labels and ids must be "
+                "plain numbers or text"
+            )
     for group in range(parquet.metadata.num_row_groups):
         size = parquet.metadata.row_group(group).total_byte_size
         if size > PARQUET_MAX_ROW_GROUP_BYTES:
-            raise DataError(f"parquet row group {group} is {size} bytes uncompressed; at most "
-                            f"{PARQUET_MAX_ROW_GROUP_BYTES} are read at once: write it with a smaller row_group_size")
+            raise DataError(
+                f"parquet row group {group} is {size} bytes uncompressed; at most "
+                f"{PARQUET_MAX_ROW_GROUP_BYTES} are read at once: "
+                "write it with a smaller row_group_size"
+            )
     columns = max(1, len(parquet.schema_arrow))
     rows = max(1, min(100_000, CHUNK_ITEMS // columns))
-    yield from _unreadable_as_data_error("parquet", lambda: (
-        batch.to_pandas() for batch in parquet.iter_batches(batch_size=rows)))
+    yield from _unreadable_as_data_error(
+        "parquet", lambda: (batch.to_pandas() for batch in parquet.iter_batches(batch_size=rows))
+    )
 
 
 def _unreadable_as_data_error(fmt: str, open_frames) -> Iterator:
@@ -468,8 +574,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 # ---- results ------------------------------------------------------------------------------------
-def assignment_csv_chunks(labels: np.ndarray, confidence: np.ndarray, ids: np.ndarray | None,
-                          rows_per_chunk: int = 10_000):
+def assignment_csv_chunks(
+    labels: np.ndarray, confidence: np.ndarray, ids: np.ndarray | None, rows_per_chunk: int = 10_000
+):
     """The assignments CSV, `index,sample_id,cluster,confidence`, in chunks of text."""
     import csv
     import io
@@ -479,8 +586,14 @@ def assignment_csv_chunks(labels: np.ndarray, confidence: np.ndarray, ids: np.nd
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         for i in range(start, min(start + rows_per_chunk, len(labels))):
-            writer.writerow((i, _safe_cell(str(ids[i])) if ids is not None else i, int(labels[i]),
-                             f"{float(confidence[i]):.6f}"))
+            writer.writerow(
+                (
+                    i,
+                    _safe_cell(str(ids[i])) if ids is not None else i,
+                    int(labels[i]),
+                    f"{float(confidence[i]):.6f}",
+                )
+            )
         yield buffer.getvalue()
 
 

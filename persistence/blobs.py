@@ -68,7 +68,8 @@ class _PartWriter:
             self._insert()
 
     def _insert(self) -> None:
-        self.session.execute(insert(BlobPart).values(key=self.key, part=self.parts, data=self.buffer))
+        part = insert(BlobPart).values(key=self.key, part=self.parts, data=self.buffer)
+        self.session.execute(part)
         self.parts, self.buffer = self.parts + 1, bytearray()
 
 

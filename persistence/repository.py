@@ -30,7 +30,8 @@ def job_folder(job_id: str) -> str:
     return f"jobs/{job_id}"
 
 
-def create_dataset(session: Session, name: str, fmt: str, data: DatasetStream, size_bytes: int) -> Dataset:
+def create_dataset(session: Session, name: str, fmt: str, data: DatasetStream,
+                   size_bytes: int) -> Dataset:
     """Store a checked upload: X is converted, checked, hashed and written a chunk at a time.
     A DataError from a later chunk (a NaN) leaves nothing behind once the transaction rolls back."""
     row_id = new_id()
@@ -90,7 +91,8 @@ class RunningStats:
         self.min, self.max = min(self.min, float(chunk.min())), max(self.max, float(chunk.max()))
 
     def as_dict(self) -> dict:
-        return {"min": self.min, "max": self.max, "mean": self.mean, "std": (self.m2 / self.count) ** 0.5}
+        std = (self.m2 / self.count) ** 0.5
+        return {"min": self.min, "max": self.max, "mean": self.mean, "std": std}
 
 
 def load_dataset_arrays(session: Session, row: Dataset) -> DatasetArrays:

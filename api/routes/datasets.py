@@ -27,26 +27,30 @@ async def upload_dataset(request: Request, response: Response, name: Name = None
     (`curl -F file=@data.npz`) or a raw body (`curl --data-binary @data.npz '...?name=data.npz'`).
     The limit (413) is on the stored float32 array and on the upload itself."""
     if format is not None and format.lower() not in FORMATS:
-        raise unprocessable(["query", "format"], f"unsupported format {format[:20]!r}; use one of {', '.join(FORMATS)}")
+        raise unprocessable(["query", "format"],
+                            f"unsupported format {format[:20]!r}; use one of {', '.join(FORMATS)}")
     settings = get_settings()
     with upload_folder() as folder:
         path, filename, size = await receive_upload(request, settings.max_upload_bytes, folder)
         name = name or clean_filename(filename)
         try:
             if format is None and name is None:
-                raise unprocessable(["query", "format"], "say the file type: send a file name or ?format=npz")
+                raise unprocessable(["query", "format"],
+                                    "say the file type: send a file name or ?format=npz")
             fmt = format.lower() if format else format_of(name)
-            return await run_in_threadpool(_store, path, fmt, name or f"upload.{fmt}", size, label_column,
-                                           id_column, folder, settings.max_upload_bytes, response)
+            return await run_in_threadpool(_store, path, fmt, name or f"upload.{fmt}", size,
+                                           label_column, id_column, folder,
+                                           settings.max_upload_bytes, response)
         except DataTooLarge as exc:
             raise HTTPException(413, str(exc)) from None
         except DataError as exc:
             raise unprocessable(["body", "file"], str(exc)) from None
 
 
-def _store(path, fmt, name, size, label_column, id_column, folder, limit, response: Response) -> DatasetOut:
-    with open_dataset(path, fmt, label_column=label_column, id_column=id_column, max_stored_bytes=limit,
-                      spool_dir=folder) as data:
+def _store(path, fmt, name, size, label_column, id_column, folder, limit,
+           response: Response) -> DatasetOut:
+    with open_dataset(path, fmt, label_column=label_column, id_column=id_column,
+                      max_stored_bytes=limit, spool_dir=folder) as data:
         with session_scope() as session:  # arrays and row in one transaction: nothing half-made
             row = create_dataset(session, name, fmt, data, size)
             out = DatasetOut.model_validate(row)
