@@ -32,7 +32,7 @@ Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="items to skip")]
 ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 
 ERROR_RESPONSES: dict[int, dict[str, Any]] = {
-    400: {"model": ErrorOut, "description": "malformed request body"},
+    400: {"model": ErrorOut, "description": "a body that cannot be parsed (JSON, multipart)"},
     404: {"model": ErrorOut, "description": "no such resource"},
     409: {"model": ErrorOut, "description": "the resource is in a state that refuses this"},
     413: {"model": ErrorOut, "description": "upload larger than DEEPCLUST_MAX_UPLOAD_BYTES"},

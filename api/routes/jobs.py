@@ -20,7 +20,7 @@ from worker.celery_app import enqueue
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
-@router.post("", status_code=202, response_model=JobOut, responses=errors(422, 503))
+@router.post("", status_code=202, response_model=JobOut, responses=errors(400, 422, 503))
 def submit_job(body: JobCreate, response: Response, session: SessionDep):
     """Validate the method, its parameters and the data against each other, store the job
     as queued and enqueue it. Poll GET /jobs/{id} (the Location header) for its progress."""
