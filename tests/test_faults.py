@@ -257,18 +257,24 @@ def test_a_job_survives_postgres_restarting_under_it(database):
         service.start_api()
         service.start_worker()
         dataset_id = service.upload(n=300)
-        job_id = service.submit(dataset_id, "ae_kmeans", {"pretrain_epochs": 1000, "batch_size": 8,
+        job_id = service.submit(dataset_id, "ae_kmeans", {"pretrain_epochs": 60, "batch_size": 64,
                                                            "hidden_dims": [32, 32], "n_init": 2})
         wait_until(lambda: (service.job(job_id).get("progress") or {}).get("step", 0) >= 2, 90, "the job to run")
+        print("progress before the restart:", service.job(job_id)["progress"])
         restarted = time.time()
         postgres.pg_ctl("restart")  # fast mode: every connection, the worker's included, is cut
         print(f"PostgreSQL restart took {time.time() - restarted:.1f} s")
-        job = service.wait_finished([job_id], timeout=120)[0]
+        job = service.wait_finished([job_id], timeout=150)[0]
         assert job["status"] == "succeeded", job["error"]
         assert 1 <= job["attempts"] <= 2  # 2: it finished while the database was down, and ran again
         csv = httpx.get(f"{service.base}/jobs/{job_id}/assignments.csv", timeout=30).text
         assert csv.count("\n") == 301
         print(f"attempts {job['attempts']}; finished {time.time() - restarted:.0f} s after the restart")
+    except AssertionError:
+        print({k: v for k, v in service.job(job_id).items() if k not in ("params", "versions")})
+        log = (folder / "worker.log").read_text().splitlines()
+        print("\n".join([line for line in log if line.startswith("[")][-40:]))
+        raise
     finally:
         service.close()
         redis.stop()
