@@ -1,13 +1,16 @@
 """Shared route dependencies and error helpers."""
 from __future__ import annotations
 
-from typing import Annotated, Iterator
+import re
+from typing import Annotated, Any, Iterator
 
 from fastapi import Depends, HTTPException, Query
 from sqlalchemy.orm import Session
 
+from api.schemas import ErrorOut, ValidationErrorOut
 from persistence.db import new_session
 from persistence.models import Dataset, Job
+from persistence.repository import lock_dataset
 from persistence.settings import get_settings
 
 
@@ -23,7 +26,24 @@ def get_session() -> Iterator[Session]:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
-Offset = Annotated[int, Query(ge=0, description="items to skip")]
+# Bounded so the database never sees an integer past its 64-bit range (a 500 before).
+MAX_OFFSET = 2**31 - 1
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="items to skip")]
+ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+
+ERROR_RESPONSES: dict[int, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "a body that cannot be parsed (JSON, multipart)"},
+    404: {"model": ErrorOut, "description": "no such resource"},
+    409: {"model": ErrorOut, "description": "the resource is in a state that refuses this"},
+    413: {"model": ErrorOut, "description": "upload larger than DEEPCLUST_MAX_UPLOAD_BYTES"},
+    422: {"model": ValidationErrorOut, "description": "invalid input; `detail` lists each problem"},
+    503: {"model": ErrorOut, "description": "the database or the job queue is unreachable"},
+}
+
+
+def errors(*codes: int) -> dict[int, dict[str, Any]]:
+    """The documented error responses of a route (its `responses=`)."""
+    return {code: ERROR_RESPONSES[code] for code in codes}
 
 
 def unprocessable(loc: list, msg: str, kind: str = "value_error") -> HTTPException:
@@ -31,15 +51,18 @@ def unprocessable(loc: list, msg: str, kind: str = "value_error") -> HTTPExcepti
     return HTTPException(422, [{"loc": loc, "msg": msg, "type": kind}])
 
 
-def dataset_or_404(session: Session, dataset_id: str) -> Dataset:
-    row = session.get(Dataset, dataset_id)
+def dataset_or_404(session: Session, dataset_id: str, *, lock: bool = False) -> Dataset:
+    """The dataset, or a 404. `lock`: held until the commit (persistence.repository.lock_dataset)."""
+    row = None
+    if ID_PATTERN.fullmatch(dataset_id):  # a malformed id names nothing (and PostgreSQL refuses NUL)
+        row = lock_dataset(session, dataset_id) if lock else session.get(Dataset, dataset_id)
     if row is None:
         raise HTTPException(404, f"dataset {dataset_id} not found")
     return row
 
 
 def job_or_404(session: Session, job_id: str) -> Job:
-    row = session.get(Job, job_id)
+    row = session.get(Job, job_id) if ID_PATTERN.fullmatch(job_id) else None
     if row is None:
         raise HTTPException(404, f"job {job_id} not found")
     return row

@@ -5,13 +5,18 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from api.limits import BodyLimit, validation_error_without_echo
 from api.routes import datasets, jobs, methods
+from api.schemas import ReadyOut
 from api.uploads import sweep_uploads
 from core import method_names
 from persistence.db import get_engine
@@ -27,7 +32,7 @@ async def _requeue_lost_jobs_forever(every_s: float) -> None:
         try:
             requeued = await run_in_threadpool(requeue_lost_jobs)
             if requeued:
-                log.warning("re-queued jobs whose worker stopped: %s", requeued)
+                log.warning("sent again the messages of lost jobs: %s", requeued)
         except Exception:
             log.exception("checking for lost jobs failed")
         await asyncio.sleep(every_s)
@@ -58,10 +63,52 @@ app.include_router(jobs.router)
 app.include_router(methods.router)
 
 
+@app.exception_handler(StarletteHTTPException)
+async def http_error(request: Request, exc: StarletteHTTPException):
+    """One shape per status: a 422's detail is always a list of {loc, msg, type}, and a 405
+    names every method of the path (Starlette names only the first route's)."""
+    if exc.status_code == 422 and isinstance(exc.detail, str):
+        exc = StarletteHTTPException(422, [{"loc": ["body"], "msg": exc.detail, "type": "value_error"}],
+                                     exc.headers)
+    elif exc.status_code == 405:
+        exc = StarletteHTTPException(405, exc.detail, {**(exc.headers or {}),
+                                                       "Allow": ", ".join(allowed_methods(request))})
+    return await http_exception_handler(request, exc)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the schema documents for this path (FastAPI's nested routers keep routes out
+    of reach, so the published schema is the one list of them)."""
+    methods: set[str] = set()
+    for path, operations in app.openapi()["paths"].items():
+        if compile_path(path)[0].match(request.url.path):
+            methods |= {verb.upper() for verb in operations}
+    if "GET" in methods:
+        methods.add("HEAD")  # Starlette answers HEAD wherever GET is routed
+    return sorted(methods)
+
+
 @app.get("/health", tags=["service"])
 def health() -> dict:
-    with get_engine().connect() as connection:
-        connection.execute(text("SELECT 1"))
+    """Liveness: the process answers. It touches nothing else; GET /ready checks the services."""
     settings = get_settings()
     return {"status": "ok", "database": get_engine().dialect.name, "embedded": settings.embedded,
             "blob_store": settings.blobs}
+
+
+@app.get("/ready", tags=["service"], response_model=ReadyOut,
+         responses={503: {"model": ReadyOut, "description": "the database or the job queue is unreachable"}})
+def ready():
+    """Readiness: the database and the job queue both answer (503 naming the one that does not)."""
+    from worker.celery_app import broker_problem
+
+    try:
+        with get_engine().connect() as connection:
+            connection.execute(text("SELECT 1"))
+        database = "ok"
+    except Exception as exc:
+        database = f"{type(exc).__name__}: {exc}"[:500]
+    broker = broker_problem() or "ok"
+    ok = database == broker == "ok"
+    body = ReadyOut(status="ready" if ok else "unavailable", database=database, broker=broker)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)

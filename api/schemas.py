@@ -15,6 +15,27 @@ def as_utc(value: datetime | None) -> datetime | None:
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
+class ErrorOut(BaseModel):
+    detail: str = Field(description="what went wrong, in words")
+
+
+class ValidationErrorItem(BaseModel):
+    loc: list[str | int] = Field(description="where: body, query or path, then the field")
+    msg: str
+    type: str
+
+
+class ValidationErrorOut(BaseModel):
+    """Every 422: FastAPI's own shape, also for the checks the routes make themselves."""
+    detail: list[ValidationErrorItem]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "unavailable"]
+    database: str = Field(description="'ok' or why the database cannot be reached")
+    broker: str = Field(description="'ok' or why the job queue cannot be reached")
+
+
 class Page(BaseModel, Generic[T]):
     items: list[T]
     total: int
@@ -44,11 +65,20 @@ class DatasetOut(BaseModel):
     _utc = field_validator("created_at")(as_utc)
 
 
+def _method_enum(schema: dict) -> None:
+    """The registry's names as an enum in the OpenAPI schema. Validation stays in the route,
+    whose 422 names the known methods."""
+    from core import method_names
+
+    schema["enum"] = method_names()
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset_id: str = Field(pattern=r"^[0-9a-f]{32}$")
-    method: str = Field(max_length=64, description="a name from GET /methods")
+    method: str = Field(max_length=64, description="a name from GET /methods",
+                        json_schema_extra=_method_enum)
     n_clusters: int | None = Field(None, ge=2, le=100_000, description="required unless the method finds it "
                                    "(GET /methods: accepts.finds_n_clusters)")
     params: dict[str, Any] = Field(default_factory=dict, description="the method's parameters; omitted ones take "

@@ -72,6 +72,9 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When its message was last sent: a queued job is sent again at most once per
+    # DEEPCLUST_REQUEUE_QUEUED_AFTER_S when the broker lost it.
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class JobResult(Base):

@@ -105,6 +105,18 @@ def load_dataset_arrays(session: Session, row: Dataset) -> DatasetArrays:
     )
 
 
+def lock_dataset(session: Session, dataset_id: str) -> Dataset | None:
+    """The dataset row, locked until the transaction ends, or None. Submitting a job and
+    deleting a dataset both take this lock first, so they are serialised: a job is never
+    inserted under a dataset being deleted, nor deleted with it once accepted."""
+    if session.get_bind().dialect.name == "sqlite":
+        # No row locks: a write takes the database's write lock, held until the commit. It
+        # must be the transaction's first statement, so no older read snapshot has to upgrade.
+        session.execute(update(Dataset).where(Dataset.id == dataset_id).values(id=Dataset.id))
+    return session.scalar(select(Dataset).where(Dataset.id == dataset_id).with_for_update()
+                          .execution_options(populate_existing=True))
+
+
 def delete_dataset(session: Session, row: Dataset) -> None:
     job_ids = session.scalars(select(Job.id).where(Job.dataset_id == row.id)).all()
     for job_id in job_ids:
@@ -123,7 +135,8 @@ def page(session: Session, query, limit: int, offset: int) -> tuple[list, int]:
 def create_job(session: Session, dataset_id: str, method: str, n_clusters: int | None, params: dict,
                seed: int) -> Job:
     job = Job(id=new_id(), dataset_id=dataset_id, method=method, n_clusters=n_clusters, params=params,
-              seed=seed, status="queued", attempts=0, cancel_requested=False, created_at=utcnow())
+              seed=seed, status="queued", attempts=0, cancel_requested=False, created_at=utcnow(),
+              enqueued_at=utcnow())
     session.add(job)
     session.flush()
     return job
@@ -208,9 +221,27 @@ def reap_stale_jobs(session: Session, stale_after_s: float, max_attempts: int) -
     requeue = session.scalars(select(Job.id).where(*stale, Job.attempts < max_attempts)).all()
     if requeue:
         session.execute(update(Job).where(Job.id.in_(requeue), *stale)
-                        .values(status="queued", progress=None,
+                        .values(status="queued", progress=None, enqueued_at=utcnow(),
                                 error="its worker stopped answering; queued again"))
     return list(requeue)
+
+
+def queued_longer_than(session: Session, seconds: float) -> list[str]:
+    """Queued jobs whose message was last sent more than `seconds` ago."""
+    cutoff = utcnow() - timedelta(seconds=seconds)
+    return list(session.scalars(select(Job.id).where(
+        Job.status == "queued", or_(Job.enqueued_at.is_(None), Job.enqueued_at < cutoff))).all())
+
+
+def mark_resent(session: Session, job_id: str, seconds: float) -> bool:
+    """Record that a queued job's message is sent again now; False if it was sent within
+    `seconds` (another API process got there first) or is no longer queued."""
+    now = utcnow()
+    return session.execute(
+        update(Job).where(Job.id == job_id, Job.status == "queued",
+                          or_(Job.enqueued_at.is_(None), Job.enqueued_at < now - timedelta(seconds=seconds)))
+        .values(enqueued_at=now)
+    ).rowcount == 1
 
 
 def is_final(job: Job) -> bool:

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     stale_after_s: float = 120.0  # a running job whose heartbeat is older is taken as lost
     max_attempts: int = 3  # deliveries of one job before it is failed (bounded retries)
     reap_every_s: float = 15.0
+    # A queued job whose message is not in the broker (lost with a Redis that restarted without
+    # persistence, or deleted) is sent again once it has waited this long since its last send.
+    requeue_queued_after_s: float = Field(120.0, gt=0)
     # Memory the API assumes a worker has for methods with n x n matrices (DSCNSS). Unset:
     # this machine's free memory (GPU when the API sees one), right for the embedded default;
     # set it when workers run elsewhere.

@@ -260,7 +260,8 @@ def test_api_port_and_healthcheck(services):
     assert test[0] == "CMD" and test[1] == "python" and test[2] == "-c", "slim images have no curl"
     code = test[3]
     compile(code, "<healthcheck>", "exec")
-    assert "urllib" in code and re.search(r"http://(127\.0\.0\.1|localhost):8000/health\b", code)
+    # readiness (database and broker), not liveness: a 503 from /ready makes urlopen raise
+    assert "urllib" in code and re.search(r"http://(127\.0\.0\.1|localhost):8000/ready\b", code)
 
 
 def test_commands_come_from_pinned_requirements(services):
@@ -339,7 +340,7 @@ def test_api_module_imports_and_serves_health(app_env):
     result = run_python(f"import json, {module} as m; print(json.dumps(sorted(m.{attribute}.openapi()['paths'])))",
                         app_env)
     assert result.returncode == 0, result.stderr
-    assert "/health" in json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"/health", "/ready"} <= set(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
 def test_worker_module_imports_as_a_celery_app(services, app_env):

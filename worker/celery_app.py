@@ -7,10 +7,14 @@ child), and each child runs one job and exits, which frees its GPU memory.
 """
 from __future__ import annotations
 
+import json
+import logging
+
 from celery import Celery
 
 from persistence.settings import get_settings
 
+log = logging.getLogger(__name__)
 settings = get_settings()
 app = Celery("deepclust", broker=settings.broker, include=["worker.tasks"])
 
@@ -46,13 +50,67 @@ def enqueue(job_id: str) -> None:
 
 
 def requeue_lost_jobs() -> list[str]:
-    """Find running jobs whose heartbeat stopped, queue them again (or fail them when out
-    of attempts), and re-send their messages. The API calls this periodically."""
+    """Re-send the messages of lost jobs; the API calls this periodically. Lost are running
+    jobs whose heartbeat stopped (queued again, or failed when out of attempts) and queued
+    jobs whose message is no longer in the broker. A duplicate message is harmless: the
+    task's compare-and-set claim runs a job once."""
     from persistence.db import session_scope
-    from persistence.repository import reap_stale_jobs
+    from persistence.repository import mark_resent, queued_longer_than, reap_stale_jobs
 
     with session_scope() as session:
         job_ids = reap_stale_jobs(session, settings.stale_after_s, settings.max_attempts)
     for job_id in job_ids:
         enqueue(job_id)
+    after_s = settings.requeue_queued_after_s
+    with session_scope() as session:
+        waiting = queued_longer_than(session, after_s)
+    if waiting:
+        in_broker = queued_message_ids()
+        lost = [job_id for job_id in waiting if in_broker is None or job_id not in in_broker]
+        for job_id in lost:
+            with session_scope() as session:
+                resend = mark_resent(session, job_id, after_s)
+            if resend:
+                enqueue(job_id)
+                job_ids.append(job_id)
     return job_ids
+
+
+def queued_message_ids() -> set[str] | None:
+    """Task ids of the messages waiting in (or reserved from) this queue, or None for a
+    broker that cannot be inspected (every waiting job is then sent again after the bound)."""
+    if settings.broker.startswith("redis"):
+        import redis
+
+        client = redis.Redis.from_url(settings.broker, socket_timeout=10)
+        # Waiting messages are in the list named after the queue; those delivered to a worker
+        # and not yet acknowledged are in kombu's `unacked` hash, as [message, exchange, key].
+        waiting = [json.loads(raw) for raw in client.lrange(settings.queue, 0, -1)]
+        reserved = [json.loads(raw)[0] for raw in client.hvals("unacked")]
+        return {message["headers"]["id"] for message in waiting + reserved if "headers" in message}
+    if settings.embedded:
+        ids = set()
+        for path in settings.broker_folder.glob(f"*.{settings.queue}.msg"):
+            try:
+                ids.add(json.loads(path.read_bytes())["headers"]["id"])
+            except (OSError, ValueError, KeyError):  # taken by the worker meanwhile
+                pass
+        return ids
+    return None
+
+
+def broker_problem() -> str | None:
+    """Why the broker cannot take messages now, or None when it can (for GET /ready)."""
+    try:
+        if settings.broker.startswith("redis"):
+            import redis
+
+            redis.Redis.from_url(settings.broker, socket_connect_timeout=3, socket_timeout=3).ping()
+        elif settings.embedded and not settings.broker_folder.is_dir():
+            return f"the queue folder {settings.broker_folder} does not exist"
+        else:
+            with app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=3)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None

@@ -5,7 +5,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from api.deps import Limit, Offset, SessionDep, job_or_404, memory_budget, unprocessable
+from api.deps import Limit, Offset, SessionDep, errors, job_or_404, memory_budget, unprocessable
 from api.schemas import JobCreate, JobOut, JobStatus, Page
 from core import method_names
 from core.io import assignment_csv_chunks
@@ -13,13 +13,14 @@ from core.resources import size_problem
 from core.registry import get_method
 from persistence import blobs
 from persistence.models import Dataset, Job, JobResult
-from persistence.repository import create_job, dataset_folder, end_job, job_folder, page, request_cancel
+from persistence.repository import (create_job, dataset_folder, end_job, job_folder, lock_dataset, page,
+                                    request_cancel)
 from worker.celery_app import enqueue
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
-@router.post("", status_code=202, response_model=JobOut)
+@router.post("", status_code=202, response_model=JobOut, responses=errors(400, 422, 503))
 def submit_job(body: JobCreate, response: Response, session: SessionDep):
     """Validate the method, its parameters and the data against each other, store the job
     as queued and enqueue it. Poll GET /jobs/{id} (the Location header) for its progress."""
@@ -31,7 +32,8 @@ def submit_job(body: JobCreate, response: Response, session: SessionDep):
     except ValidationError as exc:
         raise HTTPException(422, [{"loc": ["body", "params", *e["loc"]], "msg": e["msg"], "type": e["type"]}
                                   for e in exc.errors(include_url=False, include_context=False)]) from None
-    dataset = session.get(Dataset, body.dataset_id)
+    # Locked until the commit: a concurrent DELETE /datasets/{id} waits, then sees this job.
+    dataset = lock_dataset(session, body.dataset_id)
     if dataset is None:
         raise unprocessable(["body", "dataset_id"], f"dataset {body.dataset_id} does not exist")
     problem = method.accepts.problem(tuple(dataset.shape), body.n_clusters)
@@ -56,7 +58,7 @@ def submit_job(body: JobCreate, response: Response, session: SessionDep):
     return job
 
 
-@router.get("", response_model=Page[JobOut])
+@router.get("", response_model=Page[JobOut], responses=errors(422))
 def list_jobs(session: SessionDep, limit: Limit = 50, offset: Offset = 0,
               status: Annotated[JobStatus | None, Query()] = None,
               dataset_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None):
@@ -69,12 +71,12 @@ def list_jobs(session: SessionDep, limit: Limit = 50, offset: Offset = 0,
     return Page(items=[JobOut.model_validate(j) for j in items], total=total, limit=limit, offset=offset)
 
 
-@router.get("/{job_id}", response_model=JobOut)
+@router.get("/{job_id}", response_model=JobOut, responses=errors(404))
 def get_job(job_id: str, session: SessionDep):
     return job_or_404(session, job_id)
 
 
-@router.post("/{job_id}/cancel", status_code=202, response_model=JobOut)
+@router.post("/{job_id}/cancel", status_code=202, response_model=JobOut, responses=errors(404, 409))
 def cancel_job(job_id: str, session: SessionDep):
     """A queued job is cancelled at once; a running one stops at its next progress step."""
     job = job_or_404(session, job_id)
@@ -94,7 +96,7 @@ def _succeeded(session, job_id: str) -> Job:
 
 
 @router.get("/{job_id}/assignments.csv", response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {}}}})
+            responses={200: {"content": {"text/csv": {}}}, **errors(404, 409)})
 def assignments_csv(job_id: str, session: SessionDep):
     """index,sample_id,cluster,confidence for every sample, in the order of the upload."""
     job = _succeeded(session, job_id)
@@ -107,7 +109,8 @@ def assignments_csv(job_id: str, session: SessionDep):
                              headers={"Content-Disposition": f'attachment; filename="{job_id}-assignments.csv"'})
 
 
-@router.get("/{job_id}/embedding.npy", responses={200: {"content": {"application/octet-stream": {}}}})
+@router.get("/{job_id}/embedding.npy",
+            responses={200: {"content": {"application/octet-stream": {}}}, **errors(404, 409)})
 def embedding_npy(job_id: str, session: SessionDep) -> Response:
     """The latent embedding (n, d') as a float32 .npy file."""
     _succeeded(session, job_id)
@@ -115,7 +118,7 @@ def embedding_npy(job_id: str, session: SessionDep) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{job_id}-embedding.npy"'})
 
 
-@router.get("/{job_id}/history")
+@router.get("/{job_id}/history", responses=errors(404, 409))
 def history(job_id: str, session: SessionDep) -> list[dict]:
     """Every progress record of the run: phase, step, losses, label changes, live metrics."""
     _succeeded(session, job_id)

@@ -1,6 +1,6 @@
 from fastapi import APIRouter, HTTPException
 
-from api.deps import memory_budget
+from api.deps import errors, memory_budget
 from core import list_methods, method_names
 from core.registry import get_method
 
@@ -13,7 +13,7 @@ def methods() -> list[dict]:
     return list_methods(memory_budget()[0])
 
 
-@router.get("/{name}")
+@router.get("/{name}", responses=errors(404))
 def method(name: str) -> dict:
     if name not in method_names():
         raise HTTPException(404, f"unknown method {name!r}; known: {', '.join(method_names())}")
