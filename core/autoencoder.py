@@ -10,7 +10,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from core.interface import Context, MethodParams
+from core.interface import Context, LayerWidth, MethodParams
 from core.training import (InputScaling, OptimizerName, as_vectors, make_optimizer, map_in_chunks, seed_everything,
                            shuffled_batches)
 from core.weights_cache import weights_path
@@ -19,7 +19,7 @@ from core.weights_cache import weights_path
 class AutoencoderParams(MethodParams):
     """Architecture and pretraining of the MLP autoencoder (DEC-keras defaults)."""
 
-    hidden_dims: tuple[int, ...] = Field((500, 500, 2000), min_length=1, max_length=8,
+    hidden_dims: tuple[LayerWidth, ...] = Field((500, 500, 2000), min_length=1, max_length=8,
                                          description="encoder hidden layer widths; the decoder mirrors them")
     embedding_dim: int = Field(10, ge=1, le=1024, description="size of the linear latent layer z")
     batch_size: int = Field(256, ge=8, le=65536, description="mini-batch size (DEC/IDEC: 256)")

@@ -10,22 +10,34 @@ import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Literal
+from typing import Annotated, Any, Callable, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 InputKind = Literal["vectors", "images"]
 
+# Shared bounds of method parameters (each Params field states its own; these are the common ones).
+# The widest layer any implemented paper uses is 2,048 (ResNet-50 features; DEC's MLP: 2,000): 100,000
+# leaves 50x room for wide inputs. Together with the depth cap it bounds a model's size; the
+# memory check (Method.memory_bytes) then refuses what a worker cannot hold.
+MAX_LAYER_WIDTH = 100_000
+LayerWidth = Annotated[int, Field(ge=1, le=MAX_LAYER_WIDTH)]
+# Loss weights: the largest any paper or preset uses is 150 (DSC-Net's COIL20 lambda2).
+MAX_LOSS_WEIGHT = 1e6
+# How often Context.check_cancelled really asks the caller; inner loops may call it per step.
+CANCEL_POLL_S = 0.5
+
 
 class JobCancelled(Exception):
-    """Raised inside `fit` (by `Context.report`) when the caller asked to stop."""
+    """Raised inside `fit` (by `Context.report` or `Context.check_cancelled`) when the caller asked to stop."""
 
 
 class MethodParams(BaseModel):
-    """Base of every method's parameter model: unknown keys are refused."""
+    """Base of every method's parameter model: unknown keys and non-finite numbers are refused,
+    and every numeric field is bounded (tests/test_params.py walks every method's schema)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,8 @@ class Context:
     """What a method needs from whoever runs it.
 
     `on_progress(record)` receives every progress record; `is_cancelled()` is polled at
-    each report; `monitor(labels)` lets the caller evaluate intermediate predictions
+    each report and, at most every CANCEL_POLL_S, by `check_cancelled()`, which the methods
+    call inside their inner loops (per mini-batch, kNN chunk, k-means restart); `monitor(labels)` lets the caller evaluate intermediate predictions
     against labels the method never sees (the worker passes one when the dataset has
     labels). Records are also kept in `history`.
     """
@@ -80,6 +93,8 @@ class Context:
     cache_dir: str | None = None  # where pretrained weights may be reused (benchmarks)
     history: list[dict] = field(default_factory=list)
     _t0: float = field(default_factory=time.perf_counter)
+    _last_poll: float = -math.inf
+    _phase: str = "start"
 
     def __post_init__(self) -> None:
         if self.device is None:
@@ -101,10 +116,23 @@ class Context:
         if labels is not None and self.monitor is not None:
             record["metrics"] = self.monitor(labels)
         self.history.append(record)
+        self._phase = phase
         if self.on_progress is not None:
             self.on_progress(record)
         if self.is_cancelled is not None and self.is_cancelled():
             raise JobCancelled(f"cancelled during {phase} at step {step}/{total}")
+
+    def check_cancelled(self) -> None:
+        """Raise JobCancelled if the caller asked to stop. Cheap enough for every step of an inner
+        loop: is_cancelled() is asked at most every CANCEL_POLL_S seconds."""
+        if self.is_cancelled is None:
+            return
+        now = time.perf_counter()
+        if now - self._last_poll < CANCEL_POLL_S:
+            return
+        self._last_poll = now
+        if self.is_cancelled():
+            raise JobCancelled(f"cancelled during {self._phase} (after its last progress step)")
 
 
 def _finite(value: float) -> float | None:

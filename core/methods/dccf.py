@@ -20,13 +20,13 @@ from torch import nn
 
 from core.autoencoder import AutoencoderParams, vectors_and_pretrained_autoencoder
 from core.clustering_head import ClusteringHead, kl_clustering_loss, kmeans_centers, target_distribution
-from core.interface import ClusteringResult, Context, Method
+from core.interface import MAX_LOSS_WEIGHT, ClusteringResult, Context, LayerWidth, Method
 from core.registry import register
 from core.training import make_optimizer, map_in_chunks, shuffled_batches
 
 
 class DCCFParams(AutoencoderParams):
-    hidden_dims: tuple[int, ...] = Field((500, 500, 1000), min_length=1, max_length=8,
+    hidden_dims: tuple[LayerWidth, ...] = Field((500, 500, 1000), min_length=1, max_length=8,
                                          description="encoder widths d-500-500-1000-d' (Section 3.4: 1000, not 2000)")
     embedding_dim: int | None = Field(None, ge=1, le=1024, description="d'; None: the number of clusters (Section 4.2)")
     pretrain_epochs: int = Field(100, ge=0, le=5000, description="reconstruction pretraining epochs (Section 3.4)")
@@ -34,9 +34,9 @@ class DCCFParams(AutoencoderParams):
     lr: float = Field(1e-3, gt=0, le=10, description="joint learning rate rho (Section 3.4)")
     optimizer: Literal["adam", "sgd"] = Field("adam", description="(rec.) adam; the paper writes plain SGD")
     momentum: float = Field(0.0, ge=0, lt=1, description="momentum when optimizer is sgd")
-    beta: float = Field(0.1, ge=0, description="weight of the clustering objective L_c = l_cl + l_fl (Eq. 14)")
-    contractive_lambda: float = Field(1e-7, ge=0, description="lambda on ||J_f(x)||_F^2 (Section 3.4: 1e-7)")
-    focal_gamma: float = Field(2.0, ge=0, description="focal loss focusing parameter (Eq. 12)")
+    beta: float = Field(0.1, ge=0, le=MAX_LOSS_WEIGHT, description="weight of the clustering objective L_c = l_cl + l_fl (Eq. 14)")
+    contractive_lambda: float = Field(1e-7, ge=0, le=MAX_LOSS_WEIGHT, description="lambda on ||J_f(x)||_F^2 (Section 3.4: 1e-7)")
+    focal_gamma: float = Field(2.0, ge=0, le=100, description="focal loss focusing parameter (Eq. 12)")
     contractive: bool = Field(True, description="ablation switch: the contractive penalty (Table 5)")
     focal: bool = Field(True, description="ablation switch: the focal loss (Table 5)")
     focal_target: Literal["hard", "soft"] = Field("hard", description="(rec.) 'hard': p_t = s_i,argmax t_i; "
@@ -46,7 +46,7 @@ class DCCFParams(AutoencoderParams):
     hutchinson_projections: int = Field(1, ge=1, le=64, description="projections for the Hutchinson estimate")
     update_interval_epochs: int = Field(1, ge=1, le=1000, description="O: epochs between target updates (rec. 1)")
     tol: float = Field(0.001, ge=0, le=1, description="delta: stop when at most this fraction of labels changes")
-    alpha: float = Field(1.0, gt=0, description="Student-t degrees of freedom (Eq. 9)")
+    alpha: float = Field(1.0, gt=0, le=1000, description="Student-t degrees of freedom (Eq. 9)")
     n_init: int = Field(20, ge=1, le=100, description="k-means restarts for the initial centroids")
 
 

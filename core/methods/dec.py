@@ -16,17 +16,17 @@ from torch import nn
 
 from core.autoencoder import AutoencoderParams, MLPAutoencoder, vectors_and_pretrained_autoencoder
 from core.clustering_head import ClusteringHead, kl_clustering_loss, kmeans_centers, target_distribution
-from core.interface import ClusteringResult, Context, Method
+from core.interface import MAX_LOSS_WEIGHT, ClusteringResult, Context, Method
 from core.registry import register
 from core.training import OptimizerName, make_optimizer, map_in_chunks
 
 
 class DECParams(AutoencoderParams):
-    alpha: float = Field(1.0, gt=0, description="Student-t degrees of freedom (Eq. 1)")
+    alpha: float = Field(1.0, gt=0, le=1000, description="Student-t degrees of freedom (Eq. 1)")
     update_interval: int = Field(140, ge=1, le=100000,
                                  description="iterations between target-distribution updates (MNIST 140, USPS 30)")
     tol: float = Field(0.001, ge=0, le=1, description="stop when fewer than this fraction of labels change")
-    maxiter: int = Field(20000, ge=1, le=10_000_000, description="maximum self-training iterations (mini-batches)")
+    maxiter: int = Field(20000, ge=1, le=1_000_000, description="maximum self-training iterations (mini-batches)")
     optimizer: OptimizerName = Field("sgd", description="self-training optimizer (DEC-keras: SGD)")
     lr: float = Field(0.01, gt=0, le=10, description="self-training learning rate (DEC-keras: 0.01)")
     momentum: float = Field(0.9, ge=0, lt=1, description="momentum when optimizer is sgd")
@@ -34,7 +34,7 @@ class DECParams(AutoencoderParams):
 
 
 class IDECParams(DECParams):
-    gamma: float = Field(0.1, ge=0, description="weight of the clustering loss: L = L_r + gamma * L_c")
+    gamma: float = Field(0.1, ge=0, le=MAX_LOSS_WEIGHT, description="weight of the clustering loss: L = L_r + gamma * L_c")
     optimizer: OptimizerName = Field("adam", description="IDEC: adam for MNIST; sgd (lr 0.1, momentum 0.99) for USPS")
     lr: float = Field(0.001, gt=0, le=10, description="self-training learning rate (IDEC MNIST: adam 1e-3)")
 

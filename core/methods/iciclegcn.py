@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -32,12 +32,13 @@ from core.graph import GCNLayer, Normalization, knn_adjacency
 from core.image_backbones import (BackboneName, Stem, as_image_tensor, augment_batch, make_backbone,
                                   two_view_augmentation)
 from core.knn import knn
-from core.interface import ClusteringResult, Context, Method, MethodParams
+from core.interface import MAX_LOSS_WEIGHT, ClusteringResult, Context, LayerWidth, Method, MethodParams
 from core.registry import register
 from core.training import InputScaling, as_vectors, map_in_chunks, seed_everything, shuffled_batches
 from core.weights_cache import weights_path
 
 Variant = Literal["paper", "code"]
+FusionWeight = Annotated[float, Field(ge=0, le=10)]  # Eq. 15-17 mixes; paper 0.4/0.2/0.4, code 0.5/0.2/0.5
 # Stage-2 settings that differ between the paper and the authors' code (spec pitfall 3).
 STAGE2_VARIANTS = {
     "paper": {"fusion": (0.4, 0.2, 0.4), "normalization": "sym", "share_gcn_weights": False, "k_b": 10},
@@ -66,8 +67,8 @@ class IcicleGCNParams(MethodParams):
                                                                 "crop (CC: torchvision's 0.08)")
     blur: bool = Field(False, description="Gaussian blur p=0.5 in the augmentation (CC: ImageNet-10/Dogs only)")
     feature_dim: int = Field(128, ge=2, le=2048, description="instance projector output size")
-    instance_temperature: float = Field(0.5, gt=0, description="tau_I of the instance NT-Xent (Eq. 3)")
-    cluster_temperature: float = Field(1.0, gt=0, description="tau_C of the cluster contrast (Eq. 5)")
+    instance_temperature: float = Field(0.5, gt=0, le=100, description="tau_I of the instance NT-Xent (Eq. 3)")
+    cluster_temperature: float = Field(1.0, gt=0, le=100, description="tau_C of the cluster contrast (Eq. 5)")
     batch_size: int = Field(128, ge=4, le=8192, description="stage-1 batch (paper 128, code 100, CC 256); "
                                                              "the last short batch is dropped")
     warmup_epochs: int = Field(1000, ge=0, le=5000,
@@ -84,7 +85,7 @@ class IcicleGCNParams(MethodParams):
         "paper", description="'paper': both views in the cluster contrast and in L_re, L_re = ||Z - Z^||_F^2 / 2N; "
                              "'code': network.py's bug (both cluster views from view a, so only the entropy acts) "
                              "and L_re = MSE (mean) on view a only (spec pitfall 1)")
-    hidden_dims: tuple[int, ...] = Field((500, 500, 2000), min_length=1, max_length=6,
+    hidden_dims: tuple[LayerWidth, ...] = Field((500, 500, 2000), min_length=1, max_length=6,
                                          description="JC-SLIM AE widths d-500-500-2000-K(softmax), decoder mirrored")
     # --- stage 2: M-GCN ---
     stage2_epochs: int = Field(1000, ge=0, le=20000, description="full-batch epochs of L2 (0: stage 1 only)")
@@ -101,11 +102,11 @@ class IcicleGCNParams(MethodParams):
                           "dimensions), 'mean' = MSE (the code); None: from each stage's variant")
     normalization: Normalization | None = Field(None, description="'sym' or 'row'; None: from stage2_variant")
     share_gcn_weights: bool | None = Field(None, description="one GCN for both streams; None: from stage2_variant")
-    fusion: tuple[float, float, float] | None = Field(
+    fusion: tuple[FusionWeight, FusionWeight, FusionWeight] | None = Field(
         None, description="(own stream, other stream, AE) weights of Eq. 15-17; None: from stage2_variant")
-    alpha: float = Field(0.1, ge=0, description="weight of KL(P||Q) (code 0.1)")
-    beta: float = Field(0.05, ge=0, description="weight of KL(P||G_a), the 1-NN stream (code 0.05)")
-    eta: float = Field(0.01, ge=0, description="weight of KL(P||G_b), the k-NN stream (code 0.01)")
+    alpha: float = Field(0.1, ge=0, le=MAX_LOSS_WEIGHT, description="weight of KL(P||Q) (code 0.1)")
+    beta: float = Field(0.05, ge=0, le=MAX_LOSS_WEIGHT, description="weight of KL(P||G_a), the 1-NN stream (code 0.05)")
+    eta: float = Field(0.01, ge=0, le=MAX_LOSS_WEIGHT, description="weight of KL(P||G_b), the k-NN stream (code 0.01)")
     n_init: int = Field(20, ge=1, le=100, description="k-means restarts for the centroids on z (code 20)")
     final_labels: Literal["gcn_a", "gcn_b", "q"] = Field(
         "gcn_a", description="which prediction gives the labels: argmax G_a (the code's 'Z'), G_b or Q")

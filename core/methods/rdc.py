@@ -23,7 +23,7 @@ from core.autoencoder import MLPAutoencoder
 from core.clustering_head import kmeans_centers
 from core.geometry import cluster_geometry
 from core.images import image_shape, random_shift_rotate
-from core.interface import ClusteringResult, Context, InputSpec, Method
+from core.interface import MAX_LOSS_WEIGHT, ClusteringResult, Context, InputSpec, Method
 from core.knn import knn
 from core.methods.dec import DECParams, self_train
 from core.methods.kmeans import _confidence
@@ -43,7 +43,7 @@ class RDCParams(ACAIParams):
                              "the points it pulls; the only reading under which the paper's reported dynamics "
                              "hold here (core ratio grows, kept neighbours purer). 'above': r > alpha_core, the "
                              "spec's reading of the text ('ratio greater than the threshold'; Eq. 4-5 are lost)")
-    beta_nn: float = Field(0.6, gt=0, description="keep neighbour j when D_j - D_1 < beta_nn (Eq. 7-9); "
+    beta_nn: float = Field(0.6, gt=0, le=1e6, description="keep neighbour j when D_j - D_1 < beta_nn (Eq. 7-9); "
                                                   "an absolute latent distance unless beta_scale='median'")
     beta_scale: Literal["absolute", "median"] = Field(
         "absolute", description="'median': beta_nn is in units of the median nearest-neighbour distance "
@@ -54,11 +54,11 @@ class RDCParams(ACAIParams):
     border_target: Literal["paper", "code"] = Field(
         "paper", description="'paper': border points reconstruct their input and are left out of L_E; 'code': "
                              "they are pulled to their refresh-time code and its decoding (spec pitfall 2)")
-    gamma: float = Field(100.0, ge=0, description="weight of the reconstruction term: L = L_E + gamma L_C (code 100)")
+    gamma: float = Field(100.0, ge=0, le=MAX_LOSS_WEIGHT, description="weight of the reconstruction term: L = L_E + gamma L_C (code 100)")
     refresh_interval: int = Field(140, ge=1, le=100000,
                                   description="iterations between refreshes of codes, neighbours and targets "
                                               "(code 140; the paper says every iteration)")
-    maxiter: int = Field(20000, ge=0, le=10_000_000, description="maximum phase-2 iterations (mini-batches)")
+    maxiter: int = Field(20000, ge=0, le=1_000_000, description="maximum phase-2 iterations (mini-batches)")
     patience: int = Field(3, ge=1, le=1000, description="stop after this many refreshes without a higher core ratio")
     optimizer: OptimizerName = Field("adam", description="phase-2 optimizer (paper: Adam)")
     lr: float = Field(1e-4, gt=0, le=10, description="phase-2 learning rate (not in the paper; a guess)")
