@@ -75,6 +75,7 @@ def acai_pretrained_autoencoder(X: torch.Tensor, p: ACAIParams, ctx: Context, ge
         sums, steps = {}, 0
         order = torch.randperm(n, generator=generator).to(ctx.device)
         for start in range(0, n, p.batch_size):
+            ctx.check_cancelled()
             x = X[order[start:start + p.batch_size]]
             if len(x) < 2:
                 continue

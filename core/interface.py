@@ -156,8 +156,10 @@ class Method(ABC):
 
     @classmethod
     def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None, params: MethodParams) -> int | None:
-        """Peak bytes `fit` needs for data of `shape` (n first); None: no size-dependent limit.
-        Methods holding n x n matrices override it, and the API refuses what cannot fit."""
+        """A conservative peak of the bytes `fit` needs for data of `shape` (n first): parameters,
+        optimiser state, a batch's activations, the data on the device and any n x k / n x n / kNN
+        buffers. The API and the CLI refuse a job whose estimate exceeds the worker's budget
+        (core.resources.job_memory_problem). None: data of this kind is refused anyway."""
         return None
 
     # The data describe() sizes its published limit for: 32 x 32 grey images, 10 clusters.
@@ -174,8 +176,8 @@ class Method(ABC):
             limit = largest_n(lambda n: cls.memory_bytes((n, *cls._REFERENCE_SHAPE[1:]), cls._REFERENCE_K, params),
                               memory_budget_bytes)
             accepts["max_n"] = min(limit, cls.accepts.max_n or limit)
-            accepts["max_n_basis"] = (f"n x n matrices; for 32x32 images, {cls._REFERENCE_K} clusters and default "
-                                      f"params within a memory budget of {gib(memory_budget_bytes)}")
+            accepts["max_n_basis"] = (f"the memory estimate for 32x32 images, {cls._REFERENCE_K} clusters and "
+                                      f"default params within a memory budget of {gib(memory_budget_bytes)}")
         return {
             "name": cls.name,
             "summary": cls.summary,

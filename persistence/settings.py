@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     stale_after_s: float = 120.0  # a running job whose heartbeat is older is taken as lost
     max_attempts: int = 3  # deliveries of one job before it is failed (bounded retries)
     reap_every_s: float = 15.0
-    # Memory the API assumes a worker has for methods with n x n matrices (DSCNSS). Unset:
+    # Memory the API assumes a worker has for one job (every method's memory_bytes). Unset:
     # this machine's free memory (GPU when the API sees one), right for the embedded default;
     # set it when workers run elsewhere.
     memory_budget_mb: int | None = Field(None, ge=1)

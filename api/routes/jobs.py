@@ -9,7 +9,7 @@ from api.deps import Limit, Offset, SessionDep, job_or_404, memory_budget, unpro
 from api.schemas import JobCreate, JobOut, JobStatus, Page
 from core import method_names
 from core.io import assignment_csv_chunks
-from core.resources import size_problem
+from core.resources import job_memory_problem
 from core.registry import get_method
 from persistence import blobs
 from persistence.models import Dataset, Job, JobResult
@@ -38,12 +38,11 @@ def submit_job(body: JobCreate, response: Response, session: SessionDep):
     if problem:
         field = "n_clusters" if problem.startswith("n_clusters") else "dataset_id"
         raise unprocessable(["body", field], f"{body.method}: {problem}")
-    if method.memory_bytes(tuple(dataset.shape), body.n_clusters, params) is not None:
-        budget, where = memory_budget()
-        problem = size_problem(lambda shape: method.memory_bytes(shape, body.n_clusters, params),
-                               tuple(dataset.shape), budget, where)
-        if problem:
-            raise unprocessable(["body", "dataset_id"], f"{body.method}: {problem}")
+    budget, where = memory_budget()
+    problem = job_memory_problem(method, tuple(dataset.shape), body.n_clusters, params, budget, where)
+    if problem:  # the model, the data or both would not fit the worker
+        raise unprocessable(["body", "params" if "makes it large" in problem else "dataset_id"],
+                            f"{body.method}: {problem}")
     job = create_job(session, dataset.id, body.method, body.n_clusters, params.model_dump(mode="json"), body.seed)
     session.commit()  # the worker must find the row: enqueue only after the commit
     try:

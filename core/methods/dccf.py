@@ -11,6 +11,7 @@ default is the spec's recommendation, and is recorded with the job.
 """
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -18,10 +19,12 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from core.autoencoder import AutoencoderParams, vectors_and_pretrained_autoencoder
+from core.autoencoder import AutoencoderParams, autoencoder_memory_bytes, vectors_and_pretrained_autoencoder
 from core.clustering_head import ClusteringHead, kl_clustering_loss, kmeans_centers, target_distribution
 from core.interface import MAX_LOSS_WEIGHT, ClusteringResult, Context, LayerWidth, Method
+from core.methods.dec import self_training_bytes
 from core.registry import register
+from core.resources import FLOAT, with_slack
 from core.training import make_optimizer, map_in_chunks, shuffled_batches
 
 
@@ -101,12 +104,27 @@ class DCCFMethod(Method):
                 "and focal loss. Pattern Recognition 123 (2022) 108386"
     Params = DCCFParams
 
+    @classmethod
+    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None, params: DCCFParams) -> int:
+        """The autoencoder and DEC's clustering phase, plus the exact Jacobian's (B, d', width) products
+        for every layer (three kept per layer for backward); Hutchinson's double backward is below that."""
+        n, d = shape[0], math.prod(shape[1:])
+        k = n_clusters or 1
+        e = params.embedding_dim or k
+        batch = min(params.batch_size, n)
+        widths = 2 * sum(params.hidden_dims) + d
+        jacobian = (3 * batch * e * widths if params.jacobian == "exact"
+                    else 3 * params.hutchinson_projections * batch * (widths + e))
+        return with_slack(autoencoder_memory_bytes(shape, params.hidden_dims, e, params.batch_size)
+                          + self_training_bytes(n, e, k) + FLOAT * jacobian)
+
     def fit(self, X: np.ndarray, n_clusters: int, params: DCCFParams, ctx: Context) -> ClusteringResult:
         p = params
         # Algorithm 1, step 1: pretrain the autoencoder on reconstruction.
         data, model = vectors_and_pretrained_autoencoder(X, p, ctx, embedding_dim=p.embedding_dim or n_clusters)
         # Step 2: k-means on the embedding initialises the centroids.
-        centers, labels = kmeans_centers(model.encode(data).cpu().numpy(), n_clusters, ctx.seed, p.n_init)
+        centers, labels = kmeans_centers(model.encode(data).cpu().numpy(), n_clusters, ctx.seed, p.n_init,
+                                         check=ctx.check_cancelled)
         ctx.report("kmeans_init", 1, 1, labels=labels)
         head = ClusteringHead(centers, p.alpha).to(ctx.device)
         optimizer = make_optimizer(p.optimizer, [*model.parameters(), *head.parameters()], p.lr, p.momentum)
@@ -127,6 +145,7 @@ class DCCFMethod(Method):
                     break
             sums = dict.fromkeys(("reconstruction", "contractive", "kl", "focal", "total"), 0.0)
             for idx in shuffled_batches(len(data), p.batch_size, generator, ctx.device):
+                ctx.check_cancelled()
                 x = data[idx]
                 if p.contractive and p.contractive_lambda > 0:
                     z, jac = contractive_penalty(model.encoder, x, p.jacobian, p.hutchinson_projections)

@@ -165,7 +165,8 @@ class DSCNSSMethod(Method):
     @classmethod
     def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int, params: DSCNSSParams) -> int | None:
         """Peak of fit(): C with its gradient and two Adam moments (4 n^2 float32), the float64
-        post-processing (thresholded C, its symmetrisation, UU^T, the affinity: 4 n^2 float64),
+        post-processing (thrC's magnitudes, sort order, sorted and cumulative sums, then the
+        symmetrisation, UU^T and the affinity: 8 n^2 float64/int64; measured 77 bytes per n^2 in all),
         the conv AE activations and CZ through forward and backward, the head (FC1 weights with
         gradient and Adam moments), plus 25% and 8 MiB. The float32 and float64 n^2 terms are summed,
         so the kept J1 Adam's moments (alive through the spectral step and J2) are counted."""
@@ -179,7 +180,7 @@ class DSCNSSMethod(Method):
         activations = 4 * n * (2 * per_sample + 2 * model.latent_dim) * 3  # enc+dec, Z and CZ; values+grads
         hidden = params.head_hidden or max(model.latent_dim // 2, 1)
         head = 4 * n * hidden * 3 + 4 * 4 * model.latent_dim * hidden  # activations; FC1 with grad and Adam
-        return int(1.25 * (4 * 4 * n * n + 4 * 8 * n * n + activations + head)) + (8 << 20)
+        return int(1.25 * (4 * 4 * n * n + 8 * 8 * n * n + activations + head)) + (8 << 20)
 
     def fit(self, X: np.ndarray, n_clusters: int, params: DSCNSSParams, ctx: Context) -> ClusteringResult:
         from core.resources import ensure_fits
@@ -212,7 +213,7 @@ class DSCNSSMethod(Method):
 
             for attempt in range(p.pretrain_restarts + 1):
                 pretrain_denoising(model, data, p.pretrain_epochs, p.pretrain_lr, p.pretrain_noise,
-                                   p.pretrain_batch_size, generator, pretrain_report)
+                                   p.pretrain_batch_size, generator, pretrain_report, ctx.check_cancelled)
                 dead = reconstructs_nothing(model, data)
                 if not dead or attempt == p.pretrain_restarts:
                     break
@@ -241,6 +242,7 @@ class DSCNSSMethod(Method):
             if j1_optimizer is None or p.j1_optimizer == "per_round":
                 j1_optimizer = torch.optim.Adam([*model.parameters(), *expression.parameters()], lr=p.j1_lr)
             for epoch in range(1, epochs + 1):
+                ctx.check_cancelled()
                 z = model.encode(data)
                 cz = expression(z)
                 terms = j1_terms(data, model.decode(cz), z, cz, expression.coefficients(), p.regulariser)
@@ -258,7 +260,8 @@ class DSCNSSMethod(Method):
             expression.weight.grad = None
             with torch.no_grad():
                 C = expression.coefficients().detach()
-            labels = spectral_labels(C.cpu().numpy(), K, r["alpha"], r["dim_subspace"], r["ro"], ctx.seed)
+            labels = spectral_labels(C.cpu().numpy(), K, r["alpha"], r["dim_subspace"], r["ro"], ctx.seed,
+                                     ctx.check_cancelled)
             changed = None
             if previous is not None:
                 agree, aligned = agreement(previous, labels, K)
@@ -280,6 +283,7 @@ class DSCNSSMethod(Method):
             optimizer = torch.optim.Adam(trainable, lr=p.j2_lr)
             fit_acc = 0.0
             for epoch in range(1, p.j2_epochs + 1):
+                ctx.check_cancelled()
                 with torch.set_grad_enabled(p.j2_train_encoder):
                     z = model.encode(data)
                 features = head_body(z)
