@@ -6,9 +6,8 @@ from __future__ import annotations
 import os
 
 from fastapi import HTTPException, Request
-from starlette.concurrency import run_in_threadpool
 from python_multipart.multipart import MultipartParser, parse_options_header
-
+from starlette.concurrency import run_in_threadpool
 
 ENVELOPE_BYTES = 64 * 1024  # room for a multipart form's headers around the file
 

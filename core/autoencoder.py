@@ -5,6 +5,7 @@ Shared by ae_kmeans, dec, idec and the methods built on them (DCCF).
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -13,8 +14,15 @@ from torch import nn
 
 from core.interface import Context, LayerWidth, MethodParams
 from core.resources import FLOAT, mlp_activation_floats, mlp_parameters
-from core.training import (InputScaling, OptimizerName, as_vectors, make_optimizer, map_in_chunks, seed_everything,
-                           shuffled_batches)
+from core.training import (
+    InputScaling,
+    OptimizerName,
+    as_vectors,
+    make_optimizer,
+    map_in_chunks,
+    seed_everything,
+    shuffled_batches,
+)
 from core.weights_cache import weights_path
 
 
@@ -62,8 +70,9 @@ class MLPAutoencoder(nn.Module):
         z = self.encoder(x)
         return z, self.decoder(z)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return map_in_chunks(self.encoder, x)
+    def encode(self, x: torch.Tensor, check: Callable[[], None] | None = None) -> torch.Tensor:
+        """The codes of all of x, in chunks; `check` (a cancellation check) runs per chunk."""
+        return map_in_chunks(self.encoder, x, check=check)
 
 
 def _mlp(widths: list[int]) -> nn.Sequential:

@@ -9,11 +9,18 @@ from api.deps import Limit, Offset, SessionDep, job_or_404, memory_budget, unpro
 from api.schemas import JobCreate, JobOut, JobStatus, Page
 from core import method_names
 from core.io import assignment_csv_chunks
-from core.resources import job_memory_problem
 from core.registry import get_method
+from core.resources import job_memory_problem
 from persistence import blobs
 from persistence.models import Dataset, Job, JobResult
-from persistence.repository import create_job, dataset_folder, end_job, job_folder, page, request_cancel
+from persistence.repository import (
+    create_job,
+    dataset_folder,
+    end_job,
+    job_folder,
+    page,
+    request_cancel,
+)
 from worker.celery_app import enqueue
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])

@@ -19,9 +19,24 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from core.autoencoder import AutoencoderParams, autoencoder_memory_bytes, vectors_and_pretrained_autoencoder
-from core.clustering_head import ClusteringHead, kl_clustering_loss, kmeans_centers, target_distribution
-from core.interface import MAX_LOSS_WEIGHT, ClusteringResult, Context, LayerWidth, Method
+from core.autoencoder import (
+    AutoencoderParams,
+    autoencoder_memory_bytes,
+    vectors_and_pretrained_autoencoder,
+)
+from core.clustering_head import (
+    ClusteringHead,
+    kl_clustering_loss,
+    kmeans_centers,
+    target_distribution,
+)
+from core.interface import (
+    MAX_LOSS_WEIGHT,
+    ClusteringResult,
+    Context,
+    LayerWidth,
+    Method,
+)
 from core.methods.dec import self_training_bytes
 from core.registry import register
 from core.resources import FLOAT, with_slack
@@ -123,8 +138,8 @@ class DCCFMethod(Method):
         # Algorithm 1, step 1: pretrain the autoencoder on reconstruction.
         data, model = vectors_and_pretrained_autoencoder(X, p, ctx, embedding_dim=p.embedding_dim or n_clusters)
         # Step 2: k-means on the embedding initialises the centroids.
-        centers, labels = kmeans_centers(model.encode(data).cpu().numpy(), n_clusters, ctx.seed, p.n_init,
-                                         check=ctx.check_cancelled)
+        z = model.encode(data, ctx.check_cancelled).cpu().numpy()
+        centers, labels = kmeans_centers(z, n_clusters, ctx.seed, p.n_init, check=ctx.check_cancelled)
         ctx.report("kmeans_init", 1, 1, labels=labels)
         head = ClusteringHead(centers, p.alpha).to(ctx.device)
         optimizer = make_optimizer(p.optimizer, [*model.parameters(), *head.parameters()], p.lr, p.momentum)
@@ -134,7 +149,8 @@ class DCCFMethod(Method):
         # Step 3-4: joint training; T is refreshed on all data every O epochs, and fixed in between.
         for epoch in range(p.epochs):
             if epoch % p.update_interval_epochs == 0:
-                s_all = map_in_chunks(lambda x: head(model.encoder(x)), data)
+                s_all = map_in_chunks(lambda x: head(model.encoder(x)), data,
+                                      check=ctx.check_cancelled)
                 target = target_distribution(s_all)  # Eq. 10, held fixed until the next update
                 current = s_all.argmax(dim=1)  # Eq. 18
                 changed = (current != previous).float().mean().item()

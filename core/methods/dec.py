@@ -14,9 +14,18 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from core.autoencoder import (AutoencoderParams, MLPAutoencoder, autoencoder_memory_bytes,
-                              vectors_and_pretrained_autoencoder)
-from core.clustering_head import ClusteringHead, kl_clustering_loss, kmeans_centers, target_distribution
+from core.autoencoder import (
+    AutoencoderParams,
+    MLPAutoencoder,
+    autoencoder_memory_bytes,
+    vectors_and_pretrained_autoencoder,
+)
+from core.clustering_head import (
+    ClusteringHead,
+    kl_clustering_loss,
+    kmeans_centers,
+    target_distribution,
+)
 from core.interface import MAX_LOSS_WEIGHT, ClusteringResult, Context, Method
 from core.registry import register
 from core.resources import FLOAT, kmeans_bytes, with_slack
@@ -57,7 +66,7 @@ def dec_memory_bytes(shape: tuple[int, ...], n_clusters: int | None, p: DECParam
 def self_train(data: torch.Tensor, model: MLPAutoencoder, n_clusters: int, p: DECParams, ctx: Context,
                reconstruction_weight: float, clustering_weight: float) -> ClusteringResult:
     """The DEC/IDEC self-training phase; DEC drops the decoder (reconstruction_weight 0)."""
-    z = model.encode(data)
+    z = model.encode(data, ctx.check_cancelled)
     centers, labels = kmeans_centers(z.cpu().numpy(), n_clusters, ctx.seed, p.n_init, check=ctx.check_cancelled)
     ctx.report("kmeans_init", 1, 1, labels=labels)
     head = ClusteringHead(centers, p.alpha).to(ctx.device)
@@ -70,7 +79,7 @@ def self_train(data: torch.Tensor, model: MLPAutoencoder, n_clusters: int, p: DE
     for iteration in range(p.maxiter + 1):
         ctx.check_cancelled()
         if iteration % p.update_interval == 0 or iteration == p.maxiter:
-            q = map_in_chunks(lambda x: head(model.encoder(x)), data)
+            q = map_in_chunks(lambda x: head(model.encoder(x)), data, check=ctx.check_cancelled)
             target = target_distribution(q)
             current = q.argmax(dim=1)
             changed = (current != previous).float().mean().item()

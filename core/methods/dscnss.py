@@ -19,10 +19,26 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 from torch.nn import functional as F
 
-from core.interface import MAX_LOSS_WEIGHT, ClusteringResult, Context, InputSpec, Method, MethodParams
+from core.interface import (
+    MAX_LOSS_WEIGHT,
+    ClusteringResult,
+    Context,
+    InputSpec,
+    Method,
+    MethodParams,
+)
 from core.registry import register
-from core.subspace import (PRESETS, ConvAE, Preset, SelfExpression, auto_preset, j1_terms,
-                           pretrain_denoising, reconstructs_nothing, spectral_labels)
+from core.subspace import (
+    PRESETS,
+    ConvAE,
+    Preset,
+    SelfExpression,
+    auto_preset,
+    j1_terms,
+    pretrain_denoising,
+    reconstructs_nothing,
+    spectral_labels,
+)
 from core.training import InputScaling, as_vectors, seed_everything
 from core.weights_cache import weights_path
 

@@ -28,15 +28,47 @@ from torch.nn import functional as F
 from torchvision.transforms import v2
 
 from core.autoencoder import MLPAutoencoder
-from core.clustering_head import ClusteringHead, kl_clustering_loss, kmeans_centers, target_distribution
+from core.clustering_head import (
+    ClusteringHead,
+    kl_clustering_loss,
+    kmeans_centers,
+    target_distribution,
+)
 from core.graph import GCNLayer, Normalization, knn_adjacency
-from core.image_backbones import (BackboneName, Stem, as_image_tensor, augment_batch, backbone_footprint,
-                                  make_backbone, two_view_augmentation)
+from core.image_backbones import (
+    BackboneName,
+    Stem,
+    as_image_tensor,
+    augment_batch,
+    backbone_footprint,
+    make_backbone,
+    two_view_augmentation,
+)
+from core.interface import (
+    MAX_LOSS_WEIGHT,
+    ClusteringResult,
+    Context,
+    LayerWidth,
+    Method,
+    MethodParams,
+)
 from core.knn import knn
-from core.interface import MAX_LOSS_WEIGHT, ClusteringResult, Context, LayerWidth, Method, MethodParams
 from core.registry import register
-from core.resources import FLOAT, kmeans_bytes, knn_bytes, mlp_activation_floats, mlp_parameters, with_slack
-from core.training import InputScaling, as_vectors, map_in_chunks, seed_everything, shuffled_batches
+from core.resources import (
+    FLOAT,
+    kmeans_bytes,
+    knn_bytes,
+    mlp_activation_floats,
+    mlp_parameters,
+    with_slack,
+)
+from core.training import (
+    InputScaling,
+    as_vectors,
+    map_in_chunks,
+    seed_everything,
+    shuffled_batches,
+)
 from core.weights_cache import weights_path
 
 Variant = Literal["paper", "code"]
@@ -453,7 +485,7 @@ class IcicleGCNMethod(Method):
 
         model = MGCN(autoencoder, features.shape[1], p.hidden_dims, n_clusters, share, fusion).to(ctx.device)
         with torch.no_grad():
-            z0 = map_in_chunks(lambda x: autoencoder(x)[0], features)
+            z0 = map_in_chunks(lambda x: autoencoder(x)[0], features, check=ctx.check_cancelled)
         centers, labels = kmeans_centers(z0.cpu().numpy(), n_clusters, ctx.seed, p.n_init,  # k-means on the simplex
                                          check=ctx.check_cancelled)
         ctx.report("stage2_init", 0, p.stage2_epochs, labels=labels, stage=2)

@@ -7,7 +7,11 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from core.autoencoder import AutoencoderParams, autoencoder_memory_bytes, vectors_and_pretrained_autoencoder
+from core.autoencoder import (
+    AutoencoderParams,
+    autoencoder_memory_bytes,
+    vectors_and_pretrained_autoencoder,
+)
 from core.clustering_head import kmeans_centers, kmeans_restarts, soft_assignment
 from core.interface import ClusteringResult, Context, Method, MethodParams
 from core.registry import register
@@ -79,7 +83,7 @@ class AEKMeansMethod(Method):
 
     def fit(self, X: np.ndarray, n_clusters: int, params: AEKMeansParams, ctx: Context) -> ClusteringResult:
         data, model = vectors_and_pretrained_autoencoder(X, params, ctx)
-        z = model.encode(data).cpu().numpy()
+        z = model.encode(data, ctx.check_cancelled).cpu().numpy()
         centers, labels = kmeans_centers(z, n_clusters, ctx.seed, params.n_init, check=ctx.check_cancelled)
         ctx.report("kmeans", 1, 1, labels=labels)
         return ClusteringResult(labels=labels, confidence=_confidence(z, centers), embedding=z)

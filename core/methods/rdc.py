@@ -29,7 +29,14 @@ from core.knn import knn
 from core.methods.dec import DECParams, self_train, self_training_bytes
 from core.methods.kmeans import _confidence, confidence_bytes
 from core.registry import register
-from core.resources import FLOAT, kmeans_bytes, knn_bytes, mlp_activation_floats, mlp_parameters, with_slack
+from core.resources import (
+    FLOAT,
+    kmeans_bytes,
+    knn_bytes,
+    mlp_activation_floats,
+    mlp_parameters,
+    with_slack,
+)
 from core.training import OptimizerName, as_vectors, make_optimizer, seed_everything
 
 
@@ -140,7 +147,7 @@ def proximity_training(data: torch.Tensor, model: MLPAutoencoder, shape, p: RDCP
     for iteration in range(p.maxiter + 1):
         ctx.check_cancelled()
         if iteration % p.refresh_interval == 0 or iteration == p.maxiter:
-            z = model.encode(data)
+            z = model.encode(data, ctx.check_cancelled)
             losses = {k: v / steps for k, v in sums.items()} if steps else None
             _, idx, core, kept, record = monitor(z, "refresh", iteration, p.maxiter, losses=losses)
             sums, steps = dict.fromkeys(sums, 0.0), 0
