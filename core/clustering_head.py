@@ -32,7 +32,8 @@ def kl_clustering_loss(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return nn.functional.kl_div(q.clamp_min(EPS).log(), p, reduction="batchmean")
 
 
-def kmeans_restarts(X: np.ndarray, n_clusters: int, seed: int, n_init: int = 20, max_iter: int = 300,
+def kmeans_restarts(X: np.ndarray, n_clusters: int, seed: int, n_init: int = 20,
+                    max_iter: int = 300,
                     check: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """(centers, labels, inertia) of KMeans(n_init, random_state=seed), run one restart at a time so
     that `check` (a cancellation check) runs between restarts. The same restarts as sklearn's loop
@@ -43,10 +44,13 @@ def kmeans_restarts(X: np.ndarray, n_clusters: int, seed: int, n_init: int = 20,
     for _ in range(n_init):
         if check is not None:
             check()
-        km = KMeans(n_clusters=n_clusters, n_init=1, max_iter=max_iter, random_state=random_state).fit(X)
-        if best is None or (km.inertia_ < best.inertia_ and not same_partition(km.labels_, best.labels_)):
+        km = KMeans(n_clusters=n_clusters, n_init=1, max_iter=max_iter, random_state=random_state)
+        km.fit(X)
+        if best is None or (km.inertia_ < best.inertia_
+                            and not same_partition(km.labels_, best.labels_)):
             best = km
-    return best.cluster_centers_.astype(np.float32), best.labels_.astype(np.int64), float(best.inertia_)
+    centers, labels = best.cluster_centers_.astype(np.float32), best.labels_.astype(np.int64)
+    return centers, labels, float(best.inertia_)
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:

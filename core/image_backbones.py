@@ -115,10 +115,10 @@ def load_backbone_weights(net: nn.Module, path: str) -> None:
 
 
 @lru_cache(maxsize=32)
-def backbone_footprint(name: BackboneName, in_channels: int, image_size: tuple[int, int], stem: Stem = "auto",
-                       width: int = 64) -> tuple[int, int, int]:
-    """(parameters, floats kept for backward per image, largest activation per image) of a backbone in
-    training mode, counted on the meta device (no memory, no compute) with autograd's saved-tensor
+def backbone_footprint(name: BackboneName, in_channels: int, image_size: tuple[int, int],
+                       stem: Stem = "auto", width: int = 64) -> tuple[int, int, int]:
+    """(parameters, floats kept for backward per image, largest activation per image) of a
+    backbone in training mode, counted on the meta device (no memory, no compute) with autograd's saved-tensor
     hooks; per image from the difference between batches of 2 and 4 (BatchNorm needs 2)."""
     with torch.device("meta"):
         net = make_backbone(name, in_channels, image_size, stem, width)
@@ -127,9 +127,16 @@ def backbone_footprint(name: BackboneName, in_channels: int, image_size: tuple[i
     for batch in (2, 4):
         kept: list[int] = []
         outputs: list[int] = []
-        hooks = [m.register_forward_hook(lambda _m, _i, out: outputs.append(out.numel())) for m in net.modules()
-                 if not list(m.children())]
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t.numel()) or t, lambda t: t):
+
+        def count_output(_module, _inputs, out, outputs=outputs) -> None:
+            outputs.append(out.numel())
+
+        def count_saved(t: torch.Tensor, kept=kept) -> torch.Tensor:
+            kept.append(t.numel())
+            return t
+
+        hooks = [m.register_forward_hook(count_output) for m in net.modules() if not list(m.children())]
+        with torch.autograd.graph.saved_tensors_hooks(count_saved, lambda t: t):
             net(torch.empty(batch, in_channels, *image_size, device="meta", requires_grad=True))
         for hook in hooks:
             hook.remove()

@@ -30,7 +30,8 @@ CANCEL_POLL_S = 0.5
 
 
 class JobCancelled(Exception):
-    """Raised inside `fit` (by `Context.report` or `Context.check_cancelled`) when the caller asked to stop."""
+    """Raised inside `fit` (by `Context.report` or `Context.check_cancelled`) when the caller
+    asked to stop."""
 
 
 class MethodParams(BaseModel):
@@ -80,8 +81,8 @@ class Context:
 
     `on_progress(record)` receives every progress record; `is_cancelled()` is polled at
     each report and, at most every CANCEL_POLL_S, by `check_cancelled()`, which the methods
-    call inside their inner loops (per mini-batch, kNN chunk, k-means restart); `monitor(labels)` lets the caller evaluate intermediate predictions
-    against labels the method never sees (the worker passes one when the dataset has
+    call inside their inner loops (per mini-batch, kNN chunk, k-means restart);
+    `monitor(labels)` lets the caller evaluate intermediate predictions against labels the method never sees (the worker passes one when the dataset has
     labels). Records are also kept in `history`.
     """
 

@@ -17,7 +17,8 @@ _CHUNK_FLOATS = {"cuda": 64 * 2**20, "cpu": 4 * 2**20}
 
 @torch.no_grad()
 def knn(points: torch.Tensor, k: int, queries: torch.Tensor | None = None,
-        chunk_rows: int | None = None, check: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        chunk_rows: int | None = None,
+        check: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Distances (ascending) and indices of the k nearest `points` to every query.
 
     With `queries` None the points query themselves and each point is left out of its own

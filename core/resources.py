@@ -84,7 +84,8 @@ def largest_n(needed: Callable[[int], int], budget: int, upper: int = 10**8) -> 
 
 
 def size_problem(memory_bytes: Callable[[tuple[int, ...]], int | None], shape: tuple[int, ...],
-                 budget: int, where: str, min_n: int = 1, blame: Callable[[], str | None] | None = None) -> str | None:
+                 budget: int, where: str, min_n: int = 1,
+                 blame: Callable[[], str | None] | None = None) -> str | None:
     """Why data of `shape` cannot fit `budget` bytes, naming the largest n that can; None if it fits.
     `memory_bytes(shape)` is the method's estimate for its parameters and cluster count; `blame()`
     names what makes the model large (called only when the job does not fit)."""
@@ -95,8 +96,8 @@ def size_problem(memory_bytes: Callable[[tuple[int, ...]], int | None], shape: t
     culprit = blame() if blame is not None else None
     if limit < min_n:
         smallest = memory_bytes((min_n, *shape[1:])) or 0
-        return (f"this method needs about {gib(needed)} for {shape[0]} samples, and about {gib(smallest)} even for "
-                f"{min_n}: the model itself does not fit in {where} ({gib(budget)})"
+        return (f"this method needs about {gib(needed)} for {shape[0]} samples, and about "
+                f"{gib(smallest)} even for {min_n}: the model itself does not fit in {where} ({gib(budget)})"
                 + (f"; {culprit}" if culprit else "; the input has too many features per sample"))
     return (f"this method needs about {gib(needed)} for {shape[0]} samples of this shape, "
             f"but {where} has {gib(budget)}: at most {limit} samples of this shape fit"
@@ -127,7 +128,9 @@ def largest_parameter(memory_bytes: Callable[[Any], int | None], params: Any) ->
 
 
 def _show(value: Any) -> str:
-    return str(list(value)) if isinstance(value, tuple) else repr(value) if isinstance(value, str) else str(value)
+    if isinstance(value, tuple):
+        return str(list(value))
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def ensure_fits(needed: int | None, device: str) -> None:
@@ -144,7 +147,8 @@ def job_memory_problem(method: Any, shape: tuple[int, ...], n_clusters: int | No
                        budget: int, where: str) -> str | None:
     """The memory check of a job, shared by the API and the CLI: None when `method` (a Method)
     fits `budget` for data of `shape`, else a message naming the largest n or the parameter."""
-    return size_problem(lambda s: method.memory_bytes(s, n_clusters, params), tuple(shape), budget, where,
-                        method.accepts.min_n,
-                        blame=lambda: largest_parameter(lambda p: method.memory_bytes(tuple(shape), n_clusters, p),
-                                                        params))
+    def estimate(s: tuple[int, ...], p: Any = params) -> int | None:
+        return method.memory_bytes(tuple(s), n_clusters, p)
+
+    return size_problem(estimate, tuple(shape), budget, where, method.accepts.min_n,
+                        blame=lambda: largest_parameter(lambda p: estimate(shape, p), params))

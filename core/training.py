@@ -46,7 +46,8 @@ def shuffled_batches(n: int, batch_size: int, generator: torch.Generator, device
 
 
 @torch.no_grad()
-def map_in_chunks(fn, X: torch.Tensor, chunk: int = 8192, check: Callable[[], None] | None = None) -> torch.Tensor:
+def map_in_chunks(fn, X: torch.Tensor, chunk: int = 8192,
+                  check: Callable[[], None] | None = None) -> torch.Tensor:
     """fn over X in chunks, so a full-data pass never holds every activation at once.
     `check` (a cancellation check) runs before every chunk."""
     outputs = []

@@ -52,9 +52,12 @@ class DCCFParams(AutoencoderParams):
     lr: float = Field(1e-3, gt=0, le=10, description="joint learning rate rho (Section 3.4)")
     optimizer: Literal["adam", "sgd"] = Field("adam", description="(rec.) adam; the paper writes plain SGD")
     momentum: float = Field(0.0, ge=0, lt=1, description="momentum when optimizer is sgd")
-    beta: float = Field(0.1, ge=0, le=MAX_LOSS_WEIGHT, description="weight of the clustering objective L_c = l_cl + l_fl (Eq. 14)")
-    contractive_lambda: float = Field(1e-7, ge=0, le=MAX_LOSS_WEIGHT, description="lambda on ||J_f(x)||_F^2 (Section 3.4: 1e-7)")
-    focal_gamma: float = Field(2.0, ge=0, le=100, description="focal loss focusing parameter (Eq. 12)")
+    beta: float = Field(0.1, ge=0, le=MAX_LOSS_WEIGHT,
+                        description="weight of the clustering objective L_c = l_cl + l_fl (Eq. 14)")
+    contractive_lambda: float = Field(1e-7, ge=0, le=MAX_LOSS_WEIGHT,
+                                      description="lambda on ||J_f(x)||_F^2 (Section 3.4: 1e-7)")
+    focal_gamma: float = Field(2.0, ge=0, le=100,
+                               description="focal loss focusing parameter (Eq. 12)")
     contractive: bool = Field(True, description="ablation switch: the contractive penalty (Table 5)")
     focal: bool = Field(True, description="ablation switch: the focal loss (Table 5)")
     focal_target: Literal["hard", "soft"] = Field("hard", description="(rec.) 'hard': p_t = s_i,argmax t_i; "

@@ -37,7 +37,8 @@ class DECParams(AutoencoderParams):
     update_interval: int = Field(140, ge=1, le=100000,
                                  description="iterations between target-distribution updates (MNIST 140, USPS 30)")
     tol: float = Field(0.001, ge=0, le=1, description="stop when fewer than this fraction of labels change")
-    maxiter: int = Field(20000, ge=1, le=1_000_000, description="maximum self-training iterations (mini-batches)")
+    maxiter: int = Field(20000, ge=1, le=1_000_000,
+                         description="maximum self-training iterations (mini-batches)")
     optimizer: OptimizerName = Field("sgd", description="self-training optimizer (DEC-keras: SGD)")
     lr: float = Field(0.01, gt=0, le=10, description="self-training learning rate (DEC-keras: 0.01)")
     momentum: float = Field(0.9, ge=0, lt=1, description="momentum when optimizer is sgd")
@@ -45,7 +46,8 @@ class DECParams(AutoencoderParams):
 
 
 class IDECParams(DECParams):
-    gamma: float = Field(0.1, ge=0, le=MAX_LOSS_WEIGHT, description="weight of the clustering loss: L = L_r + gamma * L_c")
+    gamma: float = Field(0.1, ge=0, le=MAX_LOSS_WEIGHT,
+                         description="weight of the clustering loss: L = L_r + gamma * L_c")
     optimizer: OptimizerName = Field("adam", description="IDEC: adam for MNIST; sgd (lr 0.1, momentum 0.99) for USPS")
     lr: float = Field(0.001, gt=0, le=10, description="self-training learning rate (IDEC MNIST: adam 1e-3)")
 
@@ -54,7 +56,8 @@ def self_training_bytes(n: int, embedding_dim: int, n_clusters: int) -> int:
     """Tensor bytes of the clustering phase beyond the autoencoder: k-means on z, the (n, k) Q, P and
     labels, and the final soft assignment's (n, k, d') differences (Student-t on every row)."""
     k = n_clusters
-    return kmeans_bytes(n, embedding_dim, k) + FLOAT * (2 * n * embedding_dim + 4 * n * k + 2 * n * k * embedding_dim)
+    e = embedding_dim
+    return kmeans_bytes(n, e, k) + FLOAT * (2 * n * e + 4 * n * k + 2 * n * k * e)
 
 
 def dec_memory_bytes(shape: tuple[int, ...], n_clusters: int | None, p: DECParams) -> int:
@@ -67,7 +70,8 @@ def self_train(data: torch.Tensor, model: MLPAutoencoder, n_clusters: int, p: DE
                reconstruction_weight: float, clustering_weight: float) -> ClusteringResult:
     """The DEC/IDEC self-training phase; DEC drops the decoder (reconstruction_weight 0)."""
     z = model.encode(data, ctx.check_cancelled)
-    centers, labels = kmeans_centers(z.cpu().numpy(), n_clusters, ctx.seed, p.n_init, check=ctx.check_cancelled)
+    centers, labels = kmeans_centers(z.cpu().numpy(), n_clusters, ctx.seed, p.n_init,
+                                     check=ctx.check_cancelled)
     ctx.report("kmeans_init", 1, 1, labels=labels)
     head = ClusteringHead(centers, p.alpha).to(ctx.device)
     modules = [model.encoder, head] + ([model.decoder] if reconstruction_weight > 0 else [])

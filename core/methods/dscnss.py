@@ -68,10 +68,14 @@ class DSCNSSParams(MethodParams):
         "(rec.) pretraining batch size; None: full batch (slow to converge on CPU)"))
     # Subspace module J1 (Eq. 8).
     regulariser: Literal["l2", "l1"] = Field("l2", description="L1 = ||C||_F^2 (DSCNSS-l2, default) or ||C||_1")
-    lambda0: float = Field(1.0, ge=0, le=MAX_LOSS_WEIGHT, description="weight of L0 = 1/2 ||X - X_hat||^2 (paper: 1)")
-    lambda1: float = Field(1.0, ge=0, le=MAX_LOSS_WEIGHT, description="weight of the regulariser L1 (paper: 1)")
-    lambda2: float | None = Field(None, ge=0, le=MAX_LOSS_WEIGHT, description="weight of L2 = 1/2 ||Z - CZ||^2; None: the preset's")
-    c_init: float = Field(1e-4, ge=-1, le=1, description="initial value of every entry of C (DSCNSS code, DSC-Net yaleb.py)")
+    lambda0: float = Field(1.0, ge=0, le=MAX_LOSS_WEIGHT,
+                           description="weight of L0 = 1/2 ||X - X_hat||^2 (paper: 1)")
+    lambda1: float = Field(1.0, ge=0, le=MAX_LOSS_WEIGHT,
+                           description="weight of the regulariser L1 (paper: 1)")
+    lambda2: float | None = Field(None, ge=0, le=MAX_LOSS_WEIGHT,
+                                  description="weight of L2 = 1/2 ||Z - CZ||^2; None: the preset's")
+    c_init: float = Field(1e-4, ge=-1, le=1,
+                          description="initial value of every entry of C (DSCNSS code, DSC-Net yaleb.py)")
     zero_diag: bool = Field(False, description="(rec. option) mask diag(C) = 0 as the paper states; neither "
                                                "code enforces it, so false for DSC-Net parity")
     j1_lr: float = Field(1e-3, gt=0, le=1, description="J1 Adam learning rate (paper 1e-3; code 1e-4)")
@@ -89,8 +93,10 @@ class DSCNSSParams(MethodParams):
     ro: float | None = Field(None, gt=0, le=100, description="power of the affinity; None: the preset's")
     # Self-supervised module J2 (Eq. 12).
     self_supervision: bool = Field(True, description="false: DSC-Net alone (the ablation), same J1 schedule")
-    lambda3: float = Field(0.3, ge=0, le=MAX_LOSS_WEIGHT, description="weight of the triplet term L3 (paper: 0.3)")
-    lambda4: float = Field(0.7, ge=0, le=MAX_LOSS_WEIGHT, description="weight of the cross-entropy L4 (paper: 0.7)")
+    lambda3: float = Field(0.3, ge=0, le=MAX_LOSS_WEIGHT,
+                           description="weight of the triplet term L3 (paper: 0.3)")
+    lambda4: float = Field(0.7, ge=0, le=MAX_LOSS_WEIGHT,
+                           description="weight of the cross-entropy L4 (paper: 0.7)")
     margin: float = Field(0.5, ge=0, le=1000, description="triplet margin m (paper: 0.5)")
     j2_lr: float = Field(1e-5, gt=0, le=1, description=(
         "J2 Adam learning rate (paper 1e-4; code 1e-3). 1e-5 (rec.): with our own pretrained AE the paper's "

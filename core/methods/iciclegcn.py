@@ -101,8 +101,10 @@ class IcicleGCNParams(MethodParams):
                                                                 "crop (CC: torchvision's 0.08)")
     blur: bool = Field(False, description="Gaussian blur p=0.5 in the augmentation (CC: ImageNet-10/Dogs only)")
     feature_dim: int = Field(128, ge=2, le=2048, description="instance projector output size")
-    instance_temperature: float = Field(0.5, gt=0, le=100, description="tau_I of the instance NT-Xent (Eq. 3)")
-    cluster_temperature: float = Field(1.0, gt=0, le=100, description="tau_C of the cluster contrast (Eq. 5)")
+    instance_temperature: float = Field(0.5, gt=0, le=100,
+                                        description="tau_I of the instance NT-Xent (Eq. 3)")
+    cluster_temperature: float = Field(1.0, gt=0, le=100,
+                                       description="tau_C of the cluster contrast (Eq. 5)")
     batch_size: int = Field(128, ge=4, le=8192, description="stage-1 batch (paper 128, code 100, CC 256); "
                                                              "the last short batch is dropped")
     warmup_epochs: int = Field(1000, ge=0, le=5000,
@@ -139,8 +141,10 @@ class IcicleGCNParams(MethodParams):
     fusion: tuple[FusionWeight, FusionWeight, FusionWeight] | None = Field(
         None, description="(own stream, other stream, AE) weights of Eq. 15-17; None: from stage2_variant")
     alpha: float = Field(0.1, ge=0, le=MAX_LOSS_WEIGHT, description="weight of KL(P||Q) (code 0.1)")
-    beta: float = Field(0.05, ge=0, le=MAX_LOSS_WEIGHT, description="weight of KL(P||G_a), the 1-NN stream (code 0.05)")
-    eta: float = Field(0.01, ge=0, le=MAX_LOSS_WEIGHT, description="weight of KL(P||G_b), the k-NN stream (code 0.01)")
+    beta: float = Field(0.05, ge=0, le=MAX_LOSS_WEIGHT,
+                        description="weight of KL(P||G_a), the 1-NN stream (code 0.05)")
+    eta: float = Field(0.01, ge=0, le=MAX_LOSS_WEIGHT,
+                       description="weight of KL(P||G_b), the k-NN stream (code 0.01)")
     n_init: int = Field(20, ge=1, le=100, description="k-means restarts for the centroids on z (code 20)")
     final_labels: Literal["gcn_a", "gcn_b", "q"] = Field(
         "gcn_a", description="which prediction gives the labels: argmax G_a (the code's 'Z'), G_b or Q")
@@ -307,7 +311,8 @@ class IcicleGCNMethod(Method):
                      + mlp_parameters([d, d, k]))
             batch = min(p.batch_size, n)
             floats += 3 * n * h * w * channels + 4 * (trunk + heads)
-            floats += 2 * batch * (saved + 4 * channels * size[0] * size[1] + 2 * mlp_activation_floats([d, *hidden, k]))
+            views = saved + 4 * channels * size[0] * size[1] + 2 * mlp_activation_floats([d, *hidden, k])
+            floats += 2 * batch * views
             floats += min(512, n) * 4 * largest + n * d
         else:
             d = math.prod(shape[1:])
@@ -367,12 +372,14 @@ class IcicleGCNMethod(Method):
             warmup = torch.optim.Adam([*net.backbone.parameters(), *net.projector.parameters(),
                                        *net.cc_cluster_head.parameters()], lr=p.warmup_lr)
             for epoch in range(1, p.warmup_epochs + 1):
-                losses = self._epoch(net, images, augment, p, warmup, warmup=True, check=ctx.check_cancelled)
+                losses = self._epoch(net, images, augment, p, warmup, warmup=True,
+                                     check=ctx.check_cancelled)
                 ctx.report("warmup", epoch, p.warmup_epochs, losses=losses, stage=1, eta_s=clock.eta(epoch))
             optimizer = torch.optim.Adam([*net.backbone.parameters(), *net.projector.parameters(),
                                           *net.autoencoder.parameters()], lr=p.lr)
             for epoch in range(1, p.stage1_epochs + 1):
-                losses = self._epoch(net, images, augment, p, optimizer, warmup=False, check=ctx.check_cancelled)
+                losses = self._epoch(net, images, augment, p, optimizer, warmup=False,
+                                     check=ctx.check_cancelled)
                 ctx.report("stage1", epoch, p.stage1_epochs, losses=losses, stage=1,
                            eta_s=clock.eta(p.warmup_epochs + epoch))
             if cache is not None:
@@ -381,7 +388,8 @@ class IcicleGCNMethod(Method):
         # Z_b: backbone features under the test transform (resize only), BatchNorm in eval mode
         net.eval()
         resize = v2.Resize(size, antialias=True) if size != native else nn.Identity()
-        features = map_in_chunks(lambda x: net.backbone(resize(x)), images, chunk=512, check=ctx.check_cancelled)
+        features = map_in_chunks(lambda x: net.backbone(resize(x)), images, chunk=512,
+                                 check=ctx.check_cancelled)
         z = map_in_chunks(lambda f: net.autoencoder(f)[0], features)
         labels = z.argmax(dim=1).cpu().numpy()
         ctx.report("stage1_result", 1, 1, labels=labels, stage=1)
@@ -486,8 +494,8 @@ class IcicleGCNMethod(Method):
         model = MGCN(autoencoder, features.shape[1], p.hidden_dims, n_clusters, share, fusion).to(ctx.device)
         with torch.no_grad():
             z0 = map_in_chunks(lambda x: autoencoder(x)[0], features, check=ctx.check_cancelled)
-        centers, labels = kmeans_centers(z0.cpu().numpy(), n_clusters, ctx.seed, p.n_init,  # k-means on the simplex
-                                         check=ctx.check_cancelled)
+        centers, labels = kmeans_centers(z0.cpu().numpy(), n_clusters, ctx.seed, p.n_init,
+                                         check=ctx.check_cancelled)  # k-means on the simplex
         ctx.report("stage2_init", 0, p.stage2_epochs, labels=labels, stage=2)
         head = ClusteringHead(centers).to(ctx.device)
         optimizer = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=p.stage2_lr)

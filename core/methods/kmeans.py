@@ -58,8 +58,8 @@ class KMeansMethod(Method):
         seed_everything(ctx.seed)
         flat = as_vectors(X, "none")
         # one restart at a time, so a cancel is seen between restarts
-        centers, labels, inertia = kmeans_restarts(flat, n_clusters, ctx.seed, params.n_init, params.max_iter,
-                                                   check=ctx.check_cancelled)
+        centers, labels, inertia = kmeans_restarts(flat, n_clusters, ctx.seed, params.n_init,
+                                                   params.max_iter, check=ctx.check_cancelled)
         ctx.report("kmeans", 1, 1, losses={"inertia": inertia}, labels=labels)
         return ClusteringResult(labels=labels, confidence=_confidence(flat, centers), embedding=flat)
 

@@ -63,11 +63,13 @@ class RDCParams(ACAIParams):
     border_target: Literal["paper", "code"] = Field(
         "paper", description="'paper': border points reconstruct their input and are left out of L_E; 'code': "
                              "they are pulled to their refresh-time code and its decoding (spec pitfall 2)")
-    gamma: float = Field(100.0, ge=0, le=MAX_LOSS_WEIGHT, description="weight of the reconstruction term: L = L_E + gamma L_C (code 100)")
+    gamma: float = Field(100.0, ge=0, le=MAX_LOSS_WEIGHT,
+                         description="weight of the reconstruction term: L = L_E + gamma L_C (code 100)")
     refresh_interval: int = Field(140, ge=1, le=100000,
                                   description="iterations between refreshes of codes, neighbours and targets "
                                               "(code 140; the paper says every iteration)")
-    maxiter: int = Field(20000, ge=0, le=1_000_000, description="maximum phase-2 iterations (mini-batches)")
+    maxiter: int = Field(20000, ge=0, le=1_000_000,
+                         description="maximum phase-2 iterations (mini-batches)")
     patience: int = Field(3, ge=1, le=1000, description="stop after this many refreshes without a higher core ratio")
     optimizer: OptimizerName = Field("adam", description="phase-2 optimizer (paper: Adam)")
     lr: float = Field(1e-4, gt=0, le=10, description="phase-2 learning rate (not in the paper; a guess)")
@@ -131,8 +133,8 @@ class _Monitor:
         labels = None
         if p.geometry:
             z_np = z.cpu().numpy()
-            labels = (kmeans_centers(z_np, self.k, self.ctx.seed, p.n_init, check=check)[1] if self.k is not None
-                      else density_labels(z, p.n_neighbors, p.dbscan_quantile, check)[0])
+            labels = (kmeans_centers(z_np, self.k, self.ctx.seed, p.n_init, check=check)[1]
+                      if self.k is not None else density_labels(z, p.n_neighbors, p.dbscan_quantile, check)[0])
             record.update(cluster_geometry(z_np, labels, p.lid_threshold, check))
         self.ctx.report(phase, step, total, labels=labels, **record, **extra)
         return dist, idx, core, kept, record
@@ -223,7 +225,8 @@ class RDCMethod(Method):
         m = p.n_neighbors
         critic = mlp_parameters([d, *p.hidden_dims, e])
         batch = min(p.batch_size, n)
-        pretraining = autoencoder_memory_bytes(shape, p.hidden_dims, e, p.batch_size, extra_parameters=critic)
+        pretraining = autoencoder_memory_bytes(shape, p.hidden_dims, e, p.batch_size,
+                                               extra_parameters=critic)
         pretraining += FLOAT * batch * (2 * mlp_activation_floats([d, *p.hidden_dims, e]) + 8 * d)
         phase2 = (FLOAT * n * (4 * e + m * e + 2 * m) + 16 * n * m + knn_bytes(n, m)
                   + kmeans_bytes(n, e, k) + FLOAT * 3 * n * e * 2 + 16 * n * m * 8)
@@ -257,10 +260,12 @@ class RDCMethod(Method):
         final = monitor(z, "final" if p.phase2 == "proximity" else "phase1", 1, 1)[-1]
         extras["geometry"] = {k: final.get(k) for k in ("id", "lid", "ft", "core_ratio")}
         if p.final_clustering == "dbscan" or n_clusters is None:
-            labels, confidence, eps = density_labels(z, p.n_neighbors, p.dbscan_quantile, ctx.check_cancelled)
+            labels, confidence, eps = density_labels(z, p.n_neighbors, p.dbscan_quantile,
+                                                     ctx.check_cancelled)
             extras.update(dbscan_eps=eps, noise_share=float(1 - confidence.mean()))
         else:
-            centers, labels = kmeans_centers(z.cpu().numpy(), n_clusters, ctx.seed, p.n_init, check=ctx.check_cancelled)
+            centers, labels = kmeans_centers(z.cpu().numpy(), n_clusters, ctx.seed, p.n_init,
+                                             check=ctx.check_cancelled)
             confidence = _confidence(z.cpu().numpy(), centers)
         extras["n_clusters_found"] = int(len(np.unique(labels)))
         ctx.report("cluster", 1, 1, labels=labels, n_clusters_found=extras["n_clusters_found"])
