@@ -13,14 +13,7 @@ from core.registry import get_method
 from core.resources import job_memory_problem
 from persistence import blobs
 from persistence.models import Dataset, Job, JobResult
-from persistence.repository import (
-    create_job,
-    dataset_folder,
-    end_job,
-    job_folder,
-    page,
-    request_cancel,
-)
+from persistence.repository import create_job, dataset_folder, end_job, job_folder, page, request_cancel
 from worker.celery_app import enqueue
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
