@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 
 from fastapi import HTTPException, Request
-from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
+from python_multipart.multipart import MultipartParser, parse_options_header
+
 
 ENVELOPE_BYTES = 64 * 1024  # room for a multipart form's headers around the file
 
