@@ -15,7 +15,7 @@ from pydantic import Field
 
 from core.autoencoder import AutoencoderParams, MLPAutoencoder, _mlp
 from core.images import random_shift_rotate
-from core.interface import Context
+from core.interface import MAX_LOSS_WEIGHT, Context
 from core.weights_cache import weights_path
 
 
@@ -28,7 +28,8 @@ class ACAIParams(AutoencoderParams):
                                              "~55k iterations there, in the spec's 50k-130k range")
     pretrain_optimizer: Literal["adam"] = Field("adam", description="ACAI trains autoencoder and critic with Adam")
     pretrain_lr: float = Field(1e-4, gt=0, le=10, description="Adam learning rate of autoencoder and critic (DynAE)")
-    acai_lambda: float = Field(0.5, ge=0, description="weight of the critic term in the autoencoder loss (DynAE 0.5)")
+    acai_lambda: float = Field(0.5, ge=0, le=MAX_LOSS_WEIGHT,
+                               description="weight of the critic term in the autoencoder loss (DynAE 0.5)")
     augment: bool = Field(True, description="random shifts (10%) and rotations (10 deg) of image inputs in both "
                                             "phases (Keras ImageDataGenerator); ignored for non-image vectors")
 
@@ -75,6 +76,7 @@ def acai_pretrained_autoencoder(X: torch.Tensor, p: ACAIParams, ctx: Context, ge
         sums, steps = {}, 0
         order = torch.randperm(n, generator=generator).to(ctx.device)
         for start in range(0, n, p.batch_size):
+            ctx.check_cancelled()
             x = X[order[start:start + p.batch_size]]
             if len(x) < 2:
                 continue

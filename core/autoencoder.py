@@ -4,22 +4,32 @@ Shared by ae_kmeans, dec, idec and the methods built on them (DCCF).
 """
 from __future__ import annotations
 
+import math
+from typing import Callable
 
 import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
 
-from core.interface import Context, MethodParams
-from core.training import (InputScaling, OptimizerName, as_vectors, make_optimizer, map_in_chunks, seed_everything,
-                           shuffled_batches)
+from core.interface import Context, LayerWidth, MethodParams
+from core.resources import FLOAT, mlp_activation_floats, mlp_parameters
+from core.training import (
+    InputScaling,
+    OptimizerName,
+    as_vectors,
+    make_optimizer,
+    map_in_chunks,
+    seed_everything,
+    shuffled_batches,
+)
 from core.weights_cache import weights_path
 
 
 class AutoencoderParams(MethodParams):
     """Architecture and pretraining of the MLP autoencoder (DEC-keras defaults)."""
 
-    hidden_dims: tuple[int, ...] = Field((500, 500, 2000), min_length=1, max_length=8,
+    hidden_dims: tuple[LayerWidth, ...] = Field((500, 500, 2000), min_length=1, max_length=8,
                                          description="encoder hidden layer widths; the decoder mirrors them")
     embedding_dim: int = Field(10, ge=1, le=1024, description="size of the linear latent layer z")
     batch_size: int = Field(256, ge=8, le=65536, description="mini-batch size (DEC/IDEC: 256)")
@@ -29,6 +39,22 @@ class AutoencoderParams(MethodParams):
     pretrain_lr: float = Field(1e-3, gt=0, le=10, description="DEC-keras: adam 1e-3; sgd 1.0 with momentum 0.9")
     pretrain_momentum: float = Field(0.9, ge=0, lt=1, description="momentum when pretrain_optimizer is sgd")
     input_scaling: InputScaling = Field("minmax", description="'minmax': global scale to [0, 1] (pixels/255); 'none'")
+
+
+def autoencoder_memory_bytes(shape: tuple[int, ...], hidden_dims: tuple[int, ...], embedding_dim: int,
+                             batch_size: int, extra_parameters: int = 0) -> int:
+    """Tensor bytes of training the MLP autoencoder on n samples (no slack added):
+    the data (the caller's array, its scaled float32 copy and one more during scaling), weights
+    with gradients and two Adam moments (of the autoencoder plus `extra_parameters`, e.g. a
+    critic), a batch's activations through encoder and decoder (twice: ACAI and DCCF run more
+    than one pass), and a full-data encoding in 8192-row chunks."""
+    n, d = shape[0], math.prod(shape[1:])
+    widths = [d, *hidden_dims, embedding_dim]
+    parameters = 2 * mlp_parameters(widths) + extra_parameters
+    batch = min(batch_size, n)
+    activations = 2 * batch * (2 * mlp_activation_floats(widths) + d)
+    encoding = min(8192, n) * 2 * max(widths) + 2 * n * embedding_dim
+    return FLOAT * (3 * n * d + 4 * parameters + activations + encoding)
 
 
 class MLPAutoencoder(nn.Module):
@@ -44,8 +70,9 @@ class MLPAutoencoder(nn.Module):
         z = self.encoder(x)
         return z, self.decoder(z)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return map_in_chunks(self.encoder, x)
+    def encode(self, x: torch.Tensor, check: Callable[[], None] | None = None) -> torch.Tensor:
+        """The codes of all of x, in chunks; `check` (a cancellation check) runs per chunk."""
+        return map_in_chunks(self.encoder, x, check=check)
 
 
 def _mlp(widths: list[int]) -> nn.Sequential:
@@ -85,6 +112,7 @@ def pretrained_autoencoder(X: torch.Tensor, p: AutoencoderParams, ctx: Context,
     for epoch in range(1, p.pretrain_epochs + 1):
         total, count = 0.0, 0
         for idx in shuffled_batches(len(X), p.batch_size, generator, ctx.device):
+            ctx.check_cancelled()
             x = X[idx]
             loss = nn.functional.mse_loss(model(x)[1], x)
             optimizer.zero_grad(set_to_none=True)

@@ -61,10 +61,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_file(args: argparse.Namespace) -> dict:
+    import torch
+
     from core import Context, get_method
     from core.io import assignment_csv_chunks, read_dataset
     from core.metrics import evaluate, result_metrics
     from core.provenance import library_versions, peak_memory_mb
+    from core.resources import free_memory_bytes, job_memory_problem
 
     data = read_dataset(args.data, label_column=args.label_column, id_column=args.id_column)
     method = get_method(args.method)
@@ -77,17 +80,20 @@ def run_file(args: argparse.Namespace) -> dict:
     problem = method.accepts.problem(data.X.shape, args.clusters)
     if problem:
         raise ValueError(f"{args.method}: {problem}")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    problem = job_memory_problem(method, data.X.shape, args.clusters, params, free_memory_bytes(device),
+                                 f"this machine's free {'GPU ' if device.startswith('cuda') else ''}memory")
+    if problem:
+        raise ValueError(f"{args.method}: {problem}")
 
     def show(record: dict) -> None:
         if not args.quiet:
             print(json.dumps(record), file=sys.stderr, flush=True)
 
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     monitor = (lambda labels: evaluate(data.y, labels)) if data.y is not None and args.history_out else None
-    ctx = Context(seed=args.seed, device=args.device, on_progress=show, cache_dir=args.cache_dir, monitor=monitor)
+    ctx = Context(seed=args.seed, device=device, on_progress=show, cache_dir=args.cache_dir, monitor=monitor)
     started = time.perf_counter()
     result = method.fit(data.X, args.clusters, params, ctx)
     wall_s = time.perf_counter() - started

@@ -4,6 +4,8 @@ Xie et al. 2016 (DEC) Eq. 1-3; shared by dec, idec and dccf.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
@@ -30,10 +32,38 @@ def kl_clustering_loss(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return nn.functional.kl_div(q.clamp_min(EPS).log(), p, reduction="batchmean")
 
 
-def kmeans_centers(z: np.ndarray, n_clusters: int, seed: int, n_init: int = 20) -> tuple[np.ndarray, np.ndarray]:
+def kmeans_restarts(X: np.ndarray, n_clusters: int, seed: int, n_init: int = 20,
+                    max_iter: int = 300,
+                    check: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """(centers, labels, inertia) of KMeans(n_init, random_state=seed), run one restart at a time so
+    that `check` (a cancellation check) runs between restarts. The same restarts as sklearn's loop
+    (one RandomState drawn in sequence) and the same choice: a lower inertia wins unless it is the
+    same partition (rounding)."""
+    random_state = np.random.RandomState(seed)
+    best: KMeans | None = None
+    for _ in range(n_init):
+        if check is not None:
+            check()
+        km = KMeans(n_clusters=n_clusters, n_init=1, max_iter=max_iter, random_state=random_state)
+        km.fit(X)
+        if best is None or (km.inertia_ < best.inertia_
+                            and not same_partition(km.labels_, best.labels_)):
+            best = km
+    centers, labels = best.cluster_centers_.astype(np.float32), best.labels_.astype(np.int64)
+    return centers, labels, float(best.inertia_)
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when two labelings differ only by the names of their clusters."""
+    pairs = len(np.unique(np.stack([a, b]), axis=1).T)
+    return pairs == len(np.unique(a)) == len(np.unique(b))
+
+
+def kmeans_centers(z: np.ndarray, n_clusters: int, seed: int, n_init: int = 20,
+                   check: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """k-means (n_init restarts) on the embedding: initial centroids and labels."""
-    km = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit(z)
-    return km.cluster_centers_.astype(np.float32), km.labels_.astype(np.int64)
+    centers, labels, _ = kmeans_restarts(z, n_clusters, seed, n_init, check=check)
+    return centers, labels
 
 
 class ClusteringHead(nn.Module):

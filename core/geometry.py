@@ -5,20 +5,23 @@ Used by R-DC's monitors (the Feature Twist argument) and its benchmark.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
 from core.knn import knn
 
 
-def twonn(z: np.ndarray | torch.Tensor, fraction: float = 0.9) -> float | None:
+def twonn(z: np.ndarray | torch.Tensor, fraction: float = 0.9,
+          check: Callable[[], None] | None = None) -> float | None:
     """TwoNN (Facco et al. 2017): slope through the origin of -log(1 - F(mu)) on log(mu),
     mu = r2 / r1, dropping the last two sorted points and keeping the first `fraction`.
     None when too few usable points."""
     z = torch.as_tensor(np.asarray(z, dtype=np.float64) if not torch.is_tensor(z) else z.double())
     if len(z) < 4:
         return None
-    d, _ = knn(z, 2)
+    d, _ = knn(z, 2, check=check)
     r1, r2 = d[:, 0].cpu().numpy(), d[:, 1].cpu().numpy()
     ok = (r1 > 0) & (r2 > r1)
     mu = np.sort(r2[ok] / r1[ok])
@@ -48,13 +51,16 @@ def pca_id(z: np.ndarray, threshold: float = 0.9999) -> int | None:
     return int(above[0]) + 1 if len(above) else len(var)
 
 
-def cluster_geometry(z: np.ndarray, labels: np.ndarray, lid_threshold: float = 0.9999) -> dict:
+def cluster_geometry(z: np.ndarray, labels: np.ndarray, lid_threshold: float = 0.9999,
+                     check: Callable[[], None] | None = None) -> dict:
     """ID (TwoNN, fraction 1 as R-DC's computeID) and LID (PCA) on each cluster, averaged:
-    the cluster-wise curvature gap FT = LID - ID."""
+    the cluster-wise curvature gap FT = LID - ID. `check` (a cancellation check) runs per cluster."""
     ids, lids = [], []
     for cluster in np.unique(labels):
+        if check is not None:
+            check()
         members = z[labels == cluster]
-        i, lid = twonn(members, fraction=1.0), pca_id(members, lid_threshold)
+        i, lid = twonn(members, fraction=1.0, check=check), pca_id(members, lid_threshold)
         if i is not None:
             ids.append(i)
         if lid is not None:

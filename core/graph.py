@@ -5,7 +5,7 @@ The adjacency is a torch sparse tensor with O(n k) entries, built from `core.knn
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import nn
@@ -15,15 +15,17 @@ from core.knn import knn
 Normalization = Literal["sym", "row"]
 
 
-def knn_adjacency(features: torch.Tensor, k: int, normalization: Normalization = "sym") -> torch.Tensor:
+def knn_adjacency(features: torch.Tensor, k: int, normalization: Normalization = "sym",
+                  check: Callable[[], None] | None = None) -> torch.Tensor:
     """Normalised adjacency of the unweighted, symmetrised kNN graph with self-loops.
 
     A_ij = 1 when j is among the k nearest neighbours of i (Euclidean) or i among j's,
     Ã = A + I, then 'sym': D^-1/2 Ã D^-1/2 (GCN, IcicleGCN Eq. 12-13) or 'row': D^-1 Ã
     (SDCN's code). Returned as a coalesced sparse COO tensor on the features' device.
+    `check` (a cancellation check) runs inside the kNN search.
     """
     n = len(features)
-    _, neighbours = knn(features, k)
+    _, neighbours = knn(features, k, check=check)
     rows = torch.arange(n, device=features.device).repeat_interleave(k)
     cols = neighbours.reshape(-1)
     self_loops = torch.arange(n, device=features.device)

@@ -7,6 +7,7 @@ to 1x1 after the stem.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -111,3 +112,33 @@ def load_backbone_weights(net: nn.Module, path: str) -> None:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ValueError(f"backbone weight file {path!r} does not fit the chosen backbone: {exc}") from None
+
+
+@lru_cache(maxsize=32)
+def backbone_footprint(name: BackboneName, in_channels: int, image_size: tuple[int, int],
+                       stem: Stem = "auto", width: int = 64) -> tuple[int, int, int]:
+    """(parameters, floats kept for backward per image, largest activation per image) of a
+    backbone in training mode, counted on the meta device (no memory, no compute) with autograd's saved-tensor
+    hooks; per image from the difference between batches of 2 and 4 (BatchNorm needs 2)."""
+    with torch.device("meta"):
+        net = make_backbone(name, in_channels, image_size, stem, width)
+    parameters = sum(w.numel() for w in net.parameters())
+    saved, largest = {}, {}
+    for batch in (2, 4):
+        kept: list[int] = []
+        outputs: list[int] = []
+
+        def count_output(_module, _inputs, out, outputs=outputs) -> None:
+            outputs.append(out.numel())
+
+        def count_saved(t: torch.Tensor, kept=kept) -> torch.Tensor:
+            kept.append(t.numel())
+            return t
+
+        hooks = [m.register_forward_hook(count_output) for m in net.modules() if not list(m.children())]
+        with torch.autograd.graph.saved_tensors_hooks(count_saved, lambda t: t):
+            net(torch.empty(batch, in_channels, *image_size, device="meta", requires_grad=True))
+        for hook in hooks:
+            hook.remove()
+        saved[batch], largest[batch] = sum(kept), max(outputs)
+    return parameters, (saved[4] - saved[2]) // 2, largest[4] // 4

@@ -10,22 +10,35 @@ import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Literal
+from typing import Annotated, Any, Callable, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 InputKind = Literal["vectors", "images"]
 
+# Shared bounds of method parameters (each Params field states its own; these are the common ones).
+# The widest layer any implemented paper uses is 2,048 (ResNet-50 features; DEC's MLP: 2,000): 100,000
+# leaves 50x room for wide inputs. Together with the depth cap it bounds a model's size; the
+# memory check (Method.memory_bytes) then refuses what a worker cannot hold.
+MAX_LAYER_WIDTH = 100_000
+LayerWidth = Annotated[int, Field(ge=1, le=MAX_LAYER_WIDTH)]
+# Loss weights: the largest any paper or preset uses is 150 (DSC-Net's COIL20 lambda2).
+MAX_LOSS_WEIGHT = 1e6
+# How often Context.check_cancelled really asks the caller; inner loops may call it per step.
+CANCEL_POLL_S = 0.5
+
 
 class JobCancelled(Exception):
-    """Raised inside `fit` (by `Context.report`) when the caller asked to stop."""
+    """Raised inside `fit` (by `Context.report` or `Context.check_cancelled`) when the caller
+    asked to stop."""
 
 
 class MethodParams(BaseModel):
-    """Base of every method's parameter model: unknown keys are refused."""
+    """Base of every method's parameter model: unknown keys and non-finite numbers are refused,
+    and every numeric field is bounded (tests/test_params.py walks every method's schema)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)
@@ -67,8 +80,9 @@ class Context:
     """What a method needs from whoever runs it.
 
     `on_progress(record)` receives every progress record; `is_cancelled()` is polled at
-    each report; `monitor(labels)` lets the caller evaluate intermediate predictions
-    against labels the method never sees (the worker passes one when the dataset has
+    each report and, at most every CANCEL_POLL_S, by `check_cancelled()`, which the methods
+    call inside their inner loops (per mini-batch, kNN chunk, k-means restart);
+    `monitor(labels)` lets the caller evaluate intermediate predictions against labels the method never sees (the worker passes one when the dataset has
     labels). Records are also kept in `history`.
     """
 
@@ -80,6 +94,8 @@ class Context:
     cache_dir: str | None = None  # where pretrained weights may be reused (benchmarks)
     history: list[dict] = field(default_factory=list)
     _t0: float = field(default_factory=time.perf_counter)
+    _last_poll: float = -math.inf
+    _phase: str = "start"
 
     def __post_init__(self) -> None:
         if self.device is None:
@@ -101,10 +117,23 @@ class Context:
         if labels is not None and self.monitor is not None:
             record["metrics"] = self.monitor(labels)
         self.history.append(record)
+        self._phase = phase
         if self.on_progress is not None:
             self.on_progress(record)
         if self.is_cancelled is not None and self.is_cancelled():
             raise JobCancelled(f"cancelled during {phase} at step {step}/{total}")
+
+    def check_cancelled(self) -> None:
+        """Raise JobCancelled if the caller asked to stop. Cheap enough for every step of an inner
+        loop: is_cancelled() is asked at most every CANCEL_POLL_S seconds."""
+        if self.is_cancelled is None:
+            return
+        now = time.perf_counter()
+        if now - self._last_poll < CANCEL_POLL_S:
+            return
+        self._last_poll = now
+        if self.is_cancelled():
+            raise JobCancelled(f"cancelled during {self._phase} (after its last progress step)")
 
 
 def _finite(value: float) -> float | None:
@@ -128,8 +157,10 @@ class Method(ABC):
 
     @classmethod
     def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None, params: MethodParams) -> int | None:
-        """Peak bytes `fit` needs for data of `shape` (n first); None: no size-dependent limit.
-        Methods holding n x n matrices override it, and the API refuses what cannot fit."""
+        """A conservative peak of the bytes `fit` needs for data of `shape` (n first): parameters,
+        optimiser state, a batch's activations, the data on the device and any n x k / n x n / kNN
+        buffers. The API and the CLI refuse a job whose estimate exceeds the worker's budget
+        (core.resources.job_memory_problem). None: data of this kind is refused anyway."""
         return None
 
     # The data describe() sizes its published limit for: 32 x 32 grey images, 10 clusters.
@@ -146,8 +177,8 @@ class Method(ABC):
             limit = largest_n(lambda n: cls.memory_bytes((n, *cls._REFERENCE_SHAPE[1:]), cls._REFERENCE_K, params),
                               memory_budget_bytes)
             accepts["max_n"] = min(limit, cls.accepts.max_n or limit)
-            accepts["max_n_basis"] = (f"n x n matrices; for 32x32 images, {cls._REFERENCE_K} clusters and default "
-                                      f"params within a memory budget of {gib(memory_budget_bytes)}")
+            accepts["max_n_basis"] = (f"the memory estimate for 32x32 images, {cls._REFERENCE_K} clusters and "
+                                      f"default params within a memory budget of {gib(memory_budget_bytes)}")
         return {
             "name": cls.name,
             "summary": cls.summary,

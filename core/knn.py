@@ -5,6 +5,8 @@ graphs) and by the geometry monitors (TwoNN intrinsic dimension).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 # One chunk of squared distances is at most this many floats: 256 MiB on a GPU, where big
@@ -15,11 +17,13 @@ _CHUNK_FLOATS = {"cuda": 64 * 2**20, "cpu": 4 * 2**20}
 
 @torch.no_grad()
 def knn(points: torch.Tensor, k: int, queries: torch.Tensor | None = None,
-        chunk_rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        chunk_rows: int | None = None,
+        check: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Distances (ascending) and indices of the k nearest `points` to every query.
 
     With `queries` None the points query themselves and each point is left out of its own
     neighbour list (duplicates of it are not). Euclidean distance; memory O(chunk x n).
+    `check` (a cancellation check) runs before every chunk.
     """
     self_query = queries is None
     queries = points if self_query else queries
@@ -33,6 +37,8 @@ def knn(points: torch.Tensor, k: int, queries: torch.Tensor | None = None,
     buffer = torch.empty(min(rows, len(queries)), n, dtype=points.dtype, device=points.device)
     dists, idxs = [], []
     for start in range(0, len(queries), rows):
+        if check is not None:
+            check()
         q = queries[start:start + rows]
         # |p|^2 - 2 q.p + |q|^2 (addmm, then in place), clamped: rounding can make it negative
         d2 = torch.addmm(points_sq, q, points.T, alpha=-2, out=buffer[:len(q)])

@@ -127,8 +127,10 @@ def j1_terms(x: torch.Tensor, x_hat: torch.Tensor, z: torch.Tensor, cz: torch.Te
 
 
 def pretrain_denoising(model: ConvAE, X: torch.Tensor, epochs: int, lr: float, noise: float, batch_size: int | None,
-                       generator: torch.Generator, report: Callable[[int, float], None]) -> None:
-    """Reconstruct clean X from X + N(0, noise^2) (the paper's corrupted-input pretraining), Adam."""
+                       generator: torch.Generator, report: Callable[[int, float], None],
+                       check: Callable[[], None] | None = None) -> None:
+    """Reconstruct clean X from X + N(0, noise^2) (the paper's corrupted-input pretraining), Adam.
+    `check` (a cancellation check) runs before every mini-batch."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     n = len(X)
     size = batch_size or n
@@ -136,6 +138,8 @@ def pretrain_denoising(model: ConvAE, X: torch.Tensor, epochs: int, lr: float, n
         order = torch.randperm(n, generator=generator).to(X.device) if size < n else None
         total = 0.0
         for start in range(0, n, size):
+            if check is not None:
+                check()
             x = X if order is None else X[order[start:start + size]]
             noisy = x + noise * torch.randn(x.shape, generator=generator).to(x.device)
             loss = 0.5 * (model.decode(model.encode(noisy)) - x).pow(2).sum()
@@ -188,11 +192,17 @@ def subspace_affinity(C: np.ndarray, n_clusters: int, dim_subspace: int, ro: flo
 
 
 def spectral_labels(C: np.ndarray, n_clusters: int, alpha: float, dim_subspace: int, ro: float,
-                    seed: int) -> np.ndarray:
-    """The DSC-Net post-processing: thrC -> affinity -> SpectralClustering (arpack, discretize)."""
+                    seed: int, check: Callable[[], None] | None = None) -> np.ndarray:
+    """The DSC-Net post-processing: thrC -> affinity -> SpectralClustering (arpack, discretize).
+    `check` (a cancellation check) runs between the steps; each is one library call."""
     from sklearn.cluster import SpectralClustering
 
-    affinity = subspace_affinity(threshold_columns(C.astype(np.float64), alpha), n_clusters, dim_subspace, ro)
+    check = check or (lambda: None)
+    thresholded = threshold_columns(C.astype(np.float64), alpha)
+    check()
+    affinity = subspace_affinity(thresholded, n_clusters, dim_subspace, ro)
+    del thresholded
+    check()
     spectral = SpectralClustering(n_clusters, affinity="precomputed", eigen_solver="arpack",
                                   assign_labels="discretize", random_state=seed)
     return spectral.fit_predict(affinity).astype(np.int64)

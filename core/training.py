@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import random
-from typing import Iterator, Literal
+from typing import Callable, Iterator, Literal
 
 import numpy as np
 import torch
@@ -46,6 +46,13 @@ def shuffled_batches(n: int, batch_size: int, generator: torch.Generator, device
 
 
 @torch.no_grad()
-def map_in_chunks(fn, X: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-    """fn over X in chunks, so a full-data pass never holds every activation at once."""
-    return torch.cat([fn(X[i:i + chunk]) for i in range(0, len(X), chunk)])
+def map_in_chunks(fn, X: torch.Tensor, chunk: int = 8192,
+                  check: Callable[[], None] | None = None) -> torch.Tensor:
+    """fn over X in chunks, so a full-data pass never holds every activation at once.
+    `check` (a cancellation check) runs before every chunk."""
+    outputs = []
+    for i in range(0, len(X), chunk):
+        if check is not None:
+            check()
+        outputs.append(fn(X[i:i + chunk]))
+    return torch.cat(outputs)

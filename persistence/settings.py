@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     # A queued job whose message is not in the broker (lost with a Redis that restarted without
     # persistence, or deleted) is sent again once it has waited this long since its last send.
     requeue_queued_after_s: float = Field(120.0, gt=0)
-    # Memory the API assumes a worker has for methods with n x n matrices (DSCNSS). Unset:
+    # Memory the API assumes a worker has for one job (every method's memory_bytes). Unset:
     # this machine's free memory (GPU when the API sees one), right for the embedded default;
     # set it when workers run elsewhere.
     memory_budget_mb: int | None = Field(None, ge=1)

@@ -9,8 +9,8 @@ from api.deps import Limit, Offset, SessionDep, errors, job_or_404, memory_budge
 from api.schemas import JobCreate, JobOut, JobStatus, Page
 from core import method_names
 from core.io import assignment_csv_chunks
-from core.resources import size_problem
 from core.registry import get_method
+from core.resources import job_memory_problem
 from persistence import blobs
 from persistence.models import Dataset, Job, JobResult
 from persistence.repository import (create_job, dataset_folder, end_job, job_folder, lock_dataset, page,
@@ -40,12 +40,11 @@ def submit_job(body: JobCreate, response: Response, session: SessionDep):
     if problem:
         field = "n_clusters" if problem.startswith("n_clusters") else "dataset_id"
         raise unprocessable(["body", field], f"{body.method}: {problem}")
-    if method.memory_bytes(tuple(dataset.shape), body.n_clusters, params) is not None:
-        budget, where = memory_budget()
-        problem = size_problem(lambda shape: method.memory_bytes(shape, body.n_clusters, params),
-                               tuple(dataset.shape), budget, where)
-        if problem:
-            raise unprocessable(["body", "dataset_id"], f"{body.method}: {problem}")
+    budget, where = memory_budget()
+    problem = job_memory_problem(method, tuple(dataset.shape), body.n_clusters, params, budget, where)
+    if problem:  # the model, the data or both would not fit the worker
+        raise unprocessable(["body", "params" if "makes it large" in problem else "dataset_id"],
+                            f"{body.method}: {problem}")
     job = create_job(session, dataset.id, body.method, body.n_clusters, params.model_dump(mode="json"), body.seed)
     session.commit()  # the worker must find the row: enqueue only after the commit
     try:

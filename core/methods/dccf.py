@@ -11,6 +11,7 @@ default is the spec's recommendation, and is recorded with the job.
 """
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -18,15 +19,32 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from core.autoencoder import AutoencoderParams, vectors_and_pretrained_autoencoder
-from core.clustering_head import ClusteringHead, kl_clustering_loss, kmeans_centers, target_distribution
-from core.interface import ClusteringResult, Context, Method
+from core.autoencoder import (
+    AutoencoderParams,
+    autoencoder_memory_bytes,
+    vectors_and_pretrained_autoencoder,
+)
+from core.clustering_head import (
+    ClusteringHead,
+    kl_clustering_loss,
+    kmeans_centers,
+    target_distribution,
+)
+from core.interface import (
+    MAX_LOSS_WEIGHT,
+    ClusteringResult,
+    Context,
+    LayerWidth,
+    Method,
+)
+from core.methods.dec import self_training_bytes
 from core.registry import register
+from core.resources import FLOAT, with_slack
 from core.training import make_optimizer, map_in_chunks, shuffled_batches
 
 
 class DCCFParams(AutoencoderParams):
-    hidden_dims: tuple[int, ...] = Field((500, 500, 1000), min_length=1, max_length=8,
+    hidden_dims: tuple[LayerWidth, ...] = Field((500, 500, 1000), min_length=1, max_length=8,
                                          description="encoder widths d-500-500-1000-d' (Section 3.4: 1000, not 2000)")
     embedding_dim: int | None = Field(None, ge=1, le=1024, description="d'; None: the number of clusters (Section 4.2)")
     pretrain_epochs: int = Field(100, ge=0, le=5000, description="reconstruction pretraining epochs (Section 3.4)")
@@ -34,9 +52,12 @@ class DCCFParams(AutoencoderParams):
     lr: float = Field(1e-3, gt=0, le=10, description="joint learning rate rho (Section 3.4)")
     optimizer: Literal["adam", "sgd"] = Field("adam", description="(rec.) adam; the paper writes plain SGD")
     momentum: float = Field(0.0, ge=0, lt=1, description="momentum when optimizer is sgd")
-    beta: float = Field(0.1, ge=0, description="weight of the clustering objective L_c = l_cl + l_fl (Eq. 14)")
-    contractive_lambda: float = Field(1e-7, ge=0, description="lambda on ||J_f(x)||_F^2 (Section 3.4: 1e-7)")
-    focal_gamma: float = Field(2.0, ge=0, description="focal loss focusing parameter (Eq. 12)")
+    beta: float = Field(0.1, ge=0, le=MAX_LOSS_WEIGHT,
+                        description="weight of the clustering objective L_c = l_cl + l_fl (Eq. 14)")
+    contractive_lambda: float = Field(1e-7, ge=0, le=MAX_LOSS_WEIGHT,
+                                      description="lambda on ||J_f(x)||_F^2 (Section 3.4: 1e-7)")
+    focal_gamma: float = Field(2.0, ge=0, le=100,
+                               description="focal loss focusing parameter (Eq. 12)")
     contractive: bool = Field(True, description="ablation switch: the contractive penalty (Table 5)")
     focal: bool = Field(True, description="ablation switch: the focal loss (Table 5)")
     focal_target: Literal["hard", "soft"] = Field("hard", description="(rec.) 'hard': p_t = s_i,argmax t_i; "
@@ -46,7 +67,7 @@ class DCCFParams(AutoencoderParams):
     hutchinson_projections: int = Field(1, ge=1, le=64, description="projections for the Hutchinson estimate")
     update_interval_epochs: int = Field(1, ge=1, le=1000, description="O: epochs between target updates (rec. 1)")
     tol: float = Field(0.001, ge=0, le=1, description="delta: stop when at most this fraction of labels changes")
-    alpha: float = Field(1.0, gt=0, description="Student-t degrees of freedom (Eq. 9)")
+    alpha: float = Field(1.0, gt=0, le=1000, description="Student-t degrees of freedom (Eq. 9)")
     n_init: int = Field(20, ge=1, le=100, description="k-means restarts for the initial centroids")
 
 
@@ -101,12 +122,27 @@ class DCCFMethod(Method):
                 "and focal loss. Pattern Recognition 123 (2022) 108386"
     Params = DCCFParams
 
+    @classmethod
+    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None, params: DCCFParams) -> int:
+        """The autoencoder and DEC's clustering phase, plus the exact Jacobian's (B, d', width) products
+        for every layer (three kept per layer for backward); Hutchinson's double backward is below that."""
+        n, d = shape[0], math.prod(shape[1:])
+        k = n_clusters or 1
+        e = params.embedding_dim or k
+        batch = min(params.batch_size, n)
+        widths = 2 * sum(params.hidden_dims) + d
+        jacobian = (3 * batch * e * widths if params.jacobian == "exact"
+                    else 3 * params.hutchinson_projections * batch * (widths + e))
+        return with_slack(autoencoder_memory_bytes(shape, params.hidden_dims, e, params.batch_size)
+                          + self_training_bytes(n, e, k) + FLOAT * jacobian)
+
     def fit(self, X: np.ndarray, n_clusters: int, params: DCCFParams, ctx: Context) -> ClusteringResult:
         p = params
         # Algorithm 1, step 1: pretrain the autoencoder on reconstruction.
         data, model = vectors_and_pretrained_autoencoder(X, p, ctx, embedding_dim=p.embedding_dim or n_clusters)
         # Step 2: k-means on the embedding initialises the centroids.
-        centers, labels = kmeans_centers(model.encode(data).cpu().numpy(), n_clusters, ctx.seed, p.n_init)
+        z = model.encode(data, ctx.check_cancelled).cpu().numpy()
+        centers, labels = kmeans_centers(z, n_clusters, ctx.seed, p.n_init, check=ctx.check_cancelled)
         ctx.report("kmeans_init", 1, 1, labels=labels)
         head = ClusteringHead(centers, p.alpha).to(ctx.device)
         optimizer = make_optimizer(p.optimizer, [*model.parameters(), *head.parameters()], p.lr, p.momentum)
@@ -116,7 +152,8 @@ class DCCFMethod(Method):
         # Step 3-4: joint training; T is refreshed on all data every O epochs, and fixed in between.
         for epoch in range(p.epochs):
             if epoch % p.update_interval_epochs == 0:
-                s_all = map_in_chunks(lambda x: head(model.encoder(x)), data)
+                s_all = map_in_chunks(lambda x: head(model.encoder(x)), data,
+                                      check=ctx.check_cancelled)
                 target = target_distribution(s_all)  # Eq. 10, held fixed until the next update
                 current = s_all.argmax(dim=1)  # Eq. 18
                 changed = (current != previous).float().mean().item()
@@ -127,6 +164,7 @@ class DCCFMethod(Method):
                     break
             sums = dict.fromkeys(("reconstruction", "contractive", "kl", "focal", "total"), 0.0)
             for idx in shuffled_batches(len(data), p.batch_size, generator, ctx.device):
+                ctx.check_cancelled()
                 x = data[idx]
                 if p.contractive and p.contractive_lambda > 0:
                     z, jac = contractive_penalty(model.encoder, x, p.jacobian, p.hutchinson_projections)

@@ -19,10 +19,26 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 from torch.nn import functional as F
 
-from core.interface import ClusteringResult, Context, InputSpec, Method, MethodParams
+from core.interface import (
+    MAX_LOSS_WEIGHT,
+    ClusteringResult,
+    Context,
+    InputSpec,
+    Method,
+    MethodParams,
+)
 from core.registry import register
-from core.subspace import (PRESETS, ConvAE, Preset, SelfExpression, auto_preset, j1_terms,
-                           pretrain_denoising, reconstructs_nothing, spectral_labels)
+from core.subspace import (
+    PRESETS,
+    ConvAE,
+    Preset,
+    SelfExpression,
+    auto_preset,
+    j1_terms,
+    pretrain_denoising,
+    reconstructs_nothing,
+    spectral_labels,
+)
 from core.training import InputScaling, as_vectors, seed_everything
 from core.weights_cache import weights_path
 
@@ -52,10 +68,14 @@ class DSCNSSParams(MethodParams):
         "(rec.) pretraining batch size; None: full batch (slow to converge on CPU)"))
     # Subspace module J1 (Eq. 8).
     regulariser: Literal["l2", "l1"] = Field("l2", description="L1 = ||C||_F^2 (DSCNSS-l2, default) or ||C||_1")
-    lambda0: float = Field(1.0, ge=0, description="weight of L0 = 1/2 ||X - X_hat||^2 (paper: 1)")
-    lambda1: float = Field(1.0, ge=0, description="weight of the regulariser L1 (paper: 1)")
-    lambda2: float | None = Field(None, ge=0, description="weight of L2 = 1/2 ||Z - CZ||^2; None: the preset's")
-    c_init: float = Field(1e-4, description="initial value of every entry of C (DSCNSS code, DSC-Net yaleb.py)")
+    lambda0: float = Field(1.0, ge=0, le=MAX_LOSS_WEIGHT,
+                           description="weight of L0 = 1/2 ||X - X_hat||^2 (paper: 1)")
+    lambda1: float = Field(1.0, ge=0, le=MAX_LOSS_WEIGHT,
+                           description="weight of the regulariser L1 (paper: 1)")
+    lambda2: float | None = Field(None, ge=0, le=MAX_LOSS_WEIGHT,
+                                  description="weight of L2 = 1/2 ||Z - CZ||^2; None: the preset's")
+    c_init: float = Field(1e-4, ge=-1, le=1,
+                          description="initial value of every entry of C (DSCNSS code, DSC-Net yaleb.py)")
     zero_diag: bool = Field(False, description="(rec. option) mask diag(C) = 0 as the paper states; neither "
                                                "code enforces it, so false for DSC-Net parity")
     j1_lr: float = Field(1e-3, gt=0, le=1, description="J1 Adam learning rate (paper 1e-3; code 1e-4)")
@@ -73,9 +93,11 @@ class DSCNSSParams(MethodParams):
     ro: float | None = Field(None, gt=0, le=100, description="power of the affinity; None: the preset's")
     # Self-supervised module J2 (Eq. 12).
     self_supervision: bool = Field(True, description="false: DSC-Net alone (the ablation), same J1 schedule")
-    lambda3: float = Field(0.3, ge=0, description="weight of the triplet term L3 (paper: 0.3)")
-    lambda4: float = Field(0.7, ge=0, description="weight of the cross-entropy L4 (paper: 0.7)")
-    margin: float = Field(0.5, ge=0, description="triplet margin m (paper: 0.5)")
+    lambda3: float = Field(0.3, ge=0, le=MAX_LOSS_WEIGHT,
+                           description="weight of the triplet term L3 (paper: 0.3)")
+    lambda4: float = Field(0.7, ge=0, le=MAX_LOSS_WEIGHT,
+                           description="weight of the cross-entropy L4 (paper: 0.7)")
+    margin: float = Field(0.5, ge=0, le=1000, description="triplet margin m (paper: 0.5)")
     j2_lr: float = Field(1e-5, gt=0, le=1, description=(
         "J2 Adam learning rate (paper 1e-4; code 1e-3). 1e-5 (rec.): with our own pretrained AE the paper's "
         "1e-4 moves the encoder away from what C expresses and the next rounds lose up to 25 points; "
@@ -165,7 +187,8 @@ class DSCNSSMethod(Method):
     @classmethod
     def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int, params: DSCNSSParams) -> int | None:
         """Peak of fit(): C with its gradient and two Adam moments (4 n^2 float32), the float64
-        post-processing (thresholded C, its symmetrisation, UU^T, the affinity: 4 n^2 float64),
+        post-processing (thrC's magnitudes, sort order, sorted and cumulative sums, then the
+        symmetrisation, UU^T and the affinity: 8 n^2 float64/int64; measured 77 bytes per n^2 in all),
         the conv AE activations and CZ through forward and backward, the head (FC1 weights with
         gradient and Adam moments), plus 25% and 8 MiB. The float32 and float64 n^2 terms are summed,
         so the kept J1 Adam's moments (alive through the spectral step and J2) are counted."""
@@ -179,7 +202,7 @@ class DSCNSSMethod(Method):
         activations = 4 * n * (2 * per_sample + 2 * model.latent_dim) * 3  # enc+dec, Z and CZ; values+grads
         hidden = params.head_hidden or max(model.latent_dim // 2, 1)
         head = 4 * n * hidden * 3 + 4 * 4 * model.latent_dim * hidden  # activations; FC1 with grad and Adam
-        return int(1.25 * (4 * 4 * n * n + 4 * 8 * n * n + activations + head)) + (8 << 20)
+        return int(1.25 * (4 * 4 * n * n + 8 * 8 * n * n + activations + head)) + (8 << 20)
 
     def fit(self, X: np.ndarray, n_clusters: int, params: DSCNSSParams, ctx: Context) -> ClusteringResult:
         from core.resources import ensure_fits
@@ -212,7 +235,7 @@ class DSCNSSMethod(Method):
 
             for attempt in range(p.pretrain_restarts + 1):
                 pretrain_denoising(model, data, p.pretrain_epochs, p.pretrain_lr, p.pretrain_noise,
-                                   p.pretrain_batch_size, generator, pretrain_report)
+                                   p.pretrain_batch_size, generator, pretrain_report, ctx.check_cancelled)
                 dead = reconstructs_nothing(model, data)
                 if not dead or attempt == p.pretrain_restarts:
                     break
@@ -241,6 +264,7 @@ class DSCNSSMethod(Method):
             if j1_optimizer is None or p.j1_optimizer == "per_round":
                 j1_optimizer = torch.optim.Adam([*model.parameters(), *expression.parameters()], lr=p.j1_lr)
             for epoch in range(1, epochs + 1):
+                ctx.check_cancelled()
                 z = model.encode(data)
                 cz = expression(z)
                 terms = j1_terms(data, model.decode(cz), z, cz, expression.coefficients(), p.regulariser)
@@ -258,7 +282,8 @@ class DSCNSSMethod(Method):
             expression.weight.grad = None
             with torch.no_grad():
                 C = expression.coefficients().detach()
-            labels = spectral_labels(C.cpu().numpy(), K, r["alpha"], r["dim_subspace"], r["ro"], ctx.seed)
+            labels = spectral_labels(C.cpu().numpy(), K, r["alpha"], r["dim_subspace"], r["ro"], ctx.seed,
+                                     ctx.check_cancelled)
             changed = None
             if previous is not None:
                 agree, aligned = agreement(previous, labels, K)
@@ -280,6 +305,7 @@ class DSCNSSMethod(Method):
             optimizer = torch.optim.Adam(trainable, lr=p.j2_lr)
             fit_acc = 0.0
             for epoch in range(1, p.j2_epochs + 1):
+                ctx.check_cancelled()
                 with torch.set_grad_enabled(p.j2_train_encoder):
                     z = model.encode(data)
                 features = head_body(z)

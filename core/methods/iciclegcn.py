@@ -15,9 +15,10 @@ reconstruction, as SDCN does).
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Callable, Literal
 
 import numpy as np
 import torch
@@ -27,17 +28,51 @@ from torch.nn import functional as F
 from torchvision.transforms import v2
 
 from core.autoencoder import MLPAutoencoder
-from core.clustering_head import ClusteringHead, kl_clustering_loss, kmeans_centers, target_distribution
+from core.clustering_head import (
+    ClusteringHead,
+    kl_clustering_loss,
+    kmeans_centers,
+    target_distribution,
+)
 from core.graph import GCNLayer, Normalization, knn_adjacency
-from core.image_backbones import (BackboneName, Stem, as_image_tensor, augment_batch, make_backbone,
-                                  two_view_augmentation)
+from core.image_backbones import (
+    BackboneName,
+    Stem,
+    as_image_tensor,
+    augment_batch,
+    backbone_footprint,
+    make_backbone,
+    two_view_augmentation,
+)
+from core.interface import (
+    MAX_LOSS_WEIGHT,
+    ClusteringResult,
+    Context,
+    LayerWidth,
+    Method,
+    MethodParams,
+)
 from core.knn import knn
-from core.interface import ClusteringResult, Context, Method, MethodParams
 from core.registry import register
-from core.training import InputScaling, as_vectors, map_in_chunks, seed_everything, shuffled_batches
+from core.resources import (
+    FLOAT,
+    kmeans_bytes,
+    knn_bytes,
+    mlp_activation_floats,
+    mlp_parameters,
+    with_slack,
+)
+from core.training import (
+    InputScaling,
+    as_vectors,
+    map_in_chunks,
+    seed_everything,
+    shuffled_batches,
+)
 from core.weights_cache import weights_path
 
 Variant = Literal["paper", "code"]
+FusionWeight = Annotated[float, Field(ge=0, le=10)]  # Eq. 15-17 mixes; paper 0.4/0.2/0.4, code 0.5/0.2/0.5
 # Stage-2 settings that differ between the paper and the authors' code (spec pitfall 3).
 STAGE2_VARIANTS = {
     "paper": {"fusion": (0.4, 0.2, 0.4), "normalization": "sym", "share_gcn_weights": False, "k_b": 10},
@@ -66,8 +101,10 @@ class IcicleGCNParams(MethodParams):
                                                                 "crop (CC: torchvision's 0.08)")
     blur: bool = Field(False, description="Gaussian blur p=0.5 in the augmentation (CC: ImageNet-10/Dogs only)")
     feature_dim: int = Field(128, ge=2, le=2048, description="instance projector output size")
-    instance_temperature: float = Field(0.5, gt=0, description="tau_I of the instance NT-Xent (Eq. 3)")
-    cluster_temperature: float = Field(1.0, gt=0, description="tau_C of the cluster contrast (Eq. 5)")
+    instance_temperature: float = Field(0.5, gt=0, le=100,
+                                        description="tau_I of the instance NT-Xent (Eq. 3)")
+    cluster_temperature: float = Field(1.0, gt=0, le=100,
+                                       description="tau_C of the cluster contrast (Eq. 5)")
     batch_size: int = Field(128, ge=4, le=8192, description="stage-1 batch (paper 128, code 100, CC 256); "
                                                              "the last short batch is dropped")
     warmup_epochs: int = Field(1000, ge=0, le=5000,
@@ -84,7 +121,7 @@ class IcicleGCNParams(MethodParams):
         "paper", description="'paper': both views in the cluster contrast and in L_re, L_re = ||Z - Z^||_F^2 / 2N; "
                              "'code': network.py's bug (both cluster views from view a, so only the entropy acts) "
                              "and L_re = MSE (mean) on view a only (spec pitfall 1)")
-    hidden_dims: tuple[int, ...] = Field((500, 500, 2000), min_length=1, max_length=6,
+    hidden_dims: tuple[LayerWidth, ...] = Field((500, 500, 2000), min_length=1, max_length=6,
                                          description="JC-SLIM AE widths d-500-500-2000-K(softmax), decoder mirrored")
     # --- stage 2: M-GCN ---
     stage2_epochs: int = Field(1000, ge=0, le=20000, description="full-batch epochs of L2 (0: stage 1 only)")
@@ -101,11 +138,13 @@ class IcicleGCNParams(MethodParams):
                           "dimensions), 'mean' = MSE (the code); None: from each stage's variant")
     normalization: Normalization | None = Field(None, description="'sym' or 'row'; None: from stage2_variant")
     share_gcn_weights: bool | None = Field(None, description="one GCN for both streams; None: from stage2_variant")
-    fusion: tuple[float, float, float] | None = Field(
+    fusion: tuple[FusionWeight, FusionWeight, FusionWeight] | None = Field(
         None, description="(own stream, other stream, AE) weights of Eq. 15-17; None: from stage2_variant")
-    alpha: float = Field(0.1, ge=0, description="weight of KL(P||Q) (code 0.1)")
-    beta: float = Field(0.05, ge=0, description="weight of KL(P||G_a), the 1-NN stream (code 0.05)")
-    eta: float = Field(0.01, ge=0, description="weight of KL(P||G_b), the k-NN stream (code 0.01)")
+    alpha: float = Field(0.1, ge=0, le=MAX_LOSS_WEIGHT, description="weight of KL(P||Q) (code 0.1)")
+    beta: float = Field(0.05, ge=0, le=MAX_LOSS_WEIGHT,
+                        description="weight of KL(P||G_a), the 1-NN stream (code 0.05)")
+    eta: float = Field(0.01, ge=0, le=MAX_LOSS_WEIGHT,
+                       description="weight of KL(P||G_b), the k-NN stream (code 0.01)")
     n_init: int = Field(20, ge=1, le=100, description="k-means restarts for the centroids on z (code 20)")
     final_labels: Literal["gcn_a", "gcn_b", "q"] = Field(
         "gcn_a", description="which prediction gives the labels: argmax G_a (the code's 'Z'), G_b or Q")
@@ -253,6 +292,44 @@ class IcicleGCNMethod(Method):
                  "convolutional networks. Pattern Recognition 146 (2024) 110065")
     Params = IcicleGCNParams
 
+    @classmethod
+    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None, params: IcicleGCNParams) -> int:
+        """Stage 1: the images (array, float copy, scaled tensor), backbone + projectors + JC-SLIM AE
+        with Adam, two augmented views' activations kept for backward (counted on the meta device),
+        the no-grad feature pass in 512-image chunks. Features mode: the vectors and the AE's
+        pretraining on pairs with its kNN lists. Stage 2, full batch on all n: GCN streams and AE
+        activations with gradients, the sparse graphs and their kNN search, k-means on z."""
+        p, n, k = params, shape[0], n_clusters or 1
+        hidden = p.hidden_dims
+        floats = 0
+        if p.mode == "images" or (p.mode == "auto" and len(shape) in (3, 4)):
+            h, w, channels = shape[1], shape[2], (shape[3] if len(shape) == 4 else 1)
+            size = (p.image_size, p.image_size) if p.image_size else (h, w)
+            trunk, saved, largest = backbone_footprint(p.backbone, channels, size, p.stem, p.backbone_width)
+            d = 8 * p.backbone_width * (4 if p.backbone == "resnet50" else 1)  # rep_dim
+            heads = (mlp_parameters([d, d, p.feature_dim]) + 2 * mlp_parameters([d, *hidden, k])
+                     + mlp_parameters([d, d, k]))
+            batch = min(p.batch_size, n)
+            floats += 3 * n * h * w * channels + 4 * (trunk + heads)
+            views = saved + 4 * channels * size[0] * size[1] + 2 * mlp_activation_floats([d, *hidden, k])
+            floats += 2 * batch * views
+            floats += min(512, n) * 4 * largest + n * d
+        else:
+            d = math.prod(shape[1:])
+            batch = min(p.features_batch_size, n)
+            floats += 3 * n * d + 4 * 2 * mlp_parameters([d, *hidden, k])
+            floats += 2 * batch * (2 * mlp_activation_floats([d, *hidden, k]) + d)
+            floats += knn_bytes(n, p.features_neighbours) // FLOAT
+        k_b = p.k_b or max(v["k_b"] for v in STAGE2_VARIANTS.values())
+        widths = [d, *hidden, k, k]
+        gcn = 2 * mlp_parameters(widths) + 2 * mlp_parameters([d, *hidden, k])  # two streams, the AE
+        # per layer and stream: x W, A x W, its ReLU and the four products and sums of the fusion
+        # (Eq. 15-17), kept for backward; measured 19-23 (n, width) tensors per layer on digits
+        floats += 4 * gcn + n * (24 * sum(widths) + 8 * k)
+        edges = n * (2 * max(k_b, p.k_a) + 1)
+        graphs = 2 * 3 * edges * (2 * 8 + FLOAT) + knn_bytes(n, max(k_b, p.k_a))  # coalesce copies
+        return with_slack(FLOAT * floats + graphs + kmeans_bytes(n, k, k))
+
     def fit(self, X: np.ndarray, n_clusters: int, params: IcicleGCNParams, ctx: Context) -> ClusteringResult:
         p = params
         generator = seed_everything(ctx.seed)
@@ -295,12 +372,14 @@ class IcicleGCNMethod(Method):
             warmup = torch.optim.Adam([*net.backbone.parameters(), *net.projector.parameters(),
                                        *net.cc_cluster_head.parameters()], lr=p.warmup_lr)
             for epoch in range(1, p.warmup_epochs + 1):
-                losses = self._epoch(net, images, augment, p, warmup, warmup=True)
+                losses = self._epoch(net, images, augment, p, warmup, warmup=True,
+                                     check=ctx.check_cancelled)
                 ctx.report("warmup", epoch, p.warmup_epochs, losses=losses, stage=1, eta_s=clock.eta(epoch))
             optimizer = torch.optim.Adam([*net.backbone.parameters(), *net.projector.parameters(),
                                           *net.autoencoder.parameters()], lr=p.lr)
             for epoch in range(1, p.stage1_epochs + 1):
-                losses = self._epoch(net, images, augment, p, optimizer, warmup=False)
+                losses = self._epoch(net, images, augment, p, optimizer, warmup=False,
+                                     check=ctx.check_cancelled)
                 ctx.report("stage1", epoch, p.stage1_epochs, losses=losses, stage=1,
                            eta_s=clock.eta(p.warmup_epochs + epoch))
             if cache is not None:
@@ -309,7 +388,8 @@ class IcicleGCNMethod(Method):
         # Z_b: backbone features under the test transform (resize only), BatchNorm in eval mode
         net.eval()
         resize = v2.Resize(size, antialias=True) if size != native else nn.Identity()
-        features = map_in_chunks(lambda x: net.backbone(resize(x)), images, chunk=512)
+        features = map_in_chunks(lambda x: net.backbone(resize(x)), images, chunk=512,
+                                 check=ctx.check_cancelled)
         z = map_in_chunks(lambda f: net.autoencoder(f)[0], features)
         labels = z.argmax(dim=1).cpu().numpy()
         ctx.report("stage1_result", 1, 1, labels=labels, stage=1)
@@ -317,13 +397,14 @@ class IcicleGCNMethod(Method):
 
     @staticmethod
     def _epoch(net: ContrastiveNetwork, images: torch.Tensor, augment, p: IcicleGCNParams,
-               optimizer: torch.optim.Optimizer, warmup: bool) -> dict[str, float]:
+               optimizer: torch.optim.Optimizer, warmup: bool, check: Callable[[], None]) -> dict[str, float]:
         net.train()
         n = len(images)
         order = torch.randperm(n, device=images.device)
         sums: dict[str, float] = {}
         steps = 0
         for start in range(0, n - p.batch_size + 1, p.batch_size):  # drop_last, as in CC and the code
+            check()
             x = images[order[start:start + p.batch_size]]
             h_a, h_b = net.backbone(augment_batch(augment, x)), net.backbone(augment_batch(augment, x))
             instance = nt_xent(net.projector(h_a), net.projector(h_b), p.instance_temperature)
@@ -363,12 +444,14 @@ class IcicleGCNMethod(Method):
                               generator: torch.Generator) -> SoftmaxAutoencoder:
         autoencoder = SoftmaxAutoencoder(features.shape[1], p.hidden_dims, n_clusters).to(ctx.device)
         optimizer = torch.optim.Adam(autoencoder.parameters(), lr=p.features_pretrain_lr)
-        neighbours = knn(features, p.features_neighbours)[1] if p.features_pretrain == "jc_slim" else None
+        neighbours = (knn(features, p.features_neighbours, check=ctx.check_cancelled)[1]
+                      if p.features_pretrain == "jc_slim" else None)
         reduction = reconstruction_reduction(p, p.stage1_variant)
         clock = _Clock(p.features_pretrain_epochs)
         for epoch in range(1, p.features_pretrain_epochs + 1):
             sums: dict[str, float] = {}
             for idx in shuffled_batches(len(features), p.features_batch_size, generator, ctx.device):
+                ctx.check_cancelled()
                 x_a = features[idx]
                 w_a, x_a_hat = autoencoder(x_a)
                 if neighbours is None:
@@ -403,20 +486,22 @@ class IcicleGCNMethod(Method):
         share = variant["share_gcn_weights"] if p.share_gcn_weights is None else p.share_gcn_weights
         fusion = p.fusion or variant["fusion"]
         reduction = reconstruction_reduction(p, p.stage2_variant)
-        adj_a = knn_adjacency(features, p.k_a, normalization)
-        adj_b = knn_adjacency(features, k_b, normalization)
+        adj_a = knn_adjacency(features, p.k_a, normalization, ctx.check_cancelled)
+        adj_b = knn_adjacency(features, k_b, normalization, ctx.check_cancelled)
         extras.update(k_a=p.k_a, k_b=k_b, normalization=normalization, share_gcn_weights=share, fusion=list(fusion),
                       graph_edges=[int(adj_a._nnz()), int(adj_b._nnz())])
 
         model = MGCN(autoencoder, features.shape[1], p.hidden_dims, n_clusters, share, fusion).to(ctx.device)
         with torch.no_grad():
-            z0 = map_in_chunks(lambda x: autoencoder(x)[0], features)
-        centers, labels = kmeans_centers(z0.cpu().numpy(), n_clusters, ctx.seed, p.n_init)  # k-means on the simplex
+            z0 = map_in_chunks(lambda x: autoencoder(x)[0], features, check=ctx.check_cancelled)
+        centers, labels = kmeans_centers(z0.cpu().numpy(), n_clusters, ctx.seed, p.n_init,
+                                         check=ctx.check_cancelled)  # k-means on the simplex
         ctx.report("stage2_init", 0, p.stage2_epochs, labels=labels, stage=2)
         head = ClusteringHead(centers).to(ctx.device)
         optimizer = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=p.stage2_lr)
         clock = _Clock(p.stage2_epochs)
         for epoch in range(1, p.stage2_epochs + 1):
+            ctx.check_cancelled()
             model.train()
             z, x_hat, g_a, g_b = model(features, adj_a, adj_b)
             q = head(z)

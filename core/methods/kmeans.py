@@ -1,23 +1,39 @@
 """Baselines: k-means on the raw features, and k-means on a pretrained autoencoder's embedding."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from pydantic import Field
 
-from core.autoencoder import AutoencoderParams, vectors_and_pretrained_autoencoder
-from core.clustering_head import kmeans_centers, soft_assignment
+from core.autoencoder import (
+    AutoencoderParams,
+    autoencoder_memory_bytes,
+    vectors_and_pretrained_autoencoder,
+)
+from core.clustering_head import kmeans_centers, kmeans_restarts, soft_assignment
 from core.interface import ClusteringResult, Context, Method, MethodParams
 from core.registry import register
+from core.resources import FLOAT, kmeans_bytes, with_slack
 from core.training import as_vectors, seed_everything
+
+# soft_assignment broadcasts (rows, k, d) differences: a chunk holds at most this many floats
+_CONFIDENCE_CHUNK_FLOATS = 2**22
 
 
 def _confidence(z: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """max_j q_ij under the Student-t kernel (the same soft assignment DEC uses)."""
+    rows = max(1, _CONFIDENCE_CHUNK_FLOATS // centers.size)
     with torch.no_grad():
-        q = torch.cat([soft_assignment(torch.from_numpy(z[i:i + 8192]), torch.from_numpy(centers))
-                       for i in range(0, len(z), 8192)])
+        q = torch.cat([soft_assignment(torch.from_numpy(z[i:i + rows]), torch.from_numpy(centers))
+                       for i in range(0, len(z), rows)])
     return q.max(dim=1).values.numpy().astype(np.float32)
+
+
+def confidence_bytes(n: int, d: int, k: int) -> int:
+    """_confidence: one chunk's differences and squares, and the (n, k) assignment."""
+    return FLOAT * (2 * min(_CONFIDENCE_CHUNK_FLOATS, n * k * d) + 2 * n * k)
 
 
 class KMeansParams(MethodParams):
@@ -32,17 +48,20 @@ class KMeansMethod(Method):
     reference = "Lloyd 1982; scikit-learn KMeans (k-means++ init)"
     Params = KMeansParams
 
-    def fit(self, X: np.ndarray, n_clusters: int, params: KMeansParams, ctx: Context) -> ClusteringResult:
-        from sklearn.cluster import KMeans
+    @classmethod
+    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None, params: KMeansParams) -> int:
+        """The data (and its float32 copy), sklearn's copies and the confidence chunks."""
+        n, d, k = shape[0], math.prod(shape[1:]), n_clusters or 1
+        return with_slack(2 * FLOAT * n * d + kmeans_bytes(n, d, k) + confidence_bytes(n, d, k))
 
+    def fit(self, X: np.ndarray, n_clusters: int, params: KMeansParams, ctx: Context) -> ClusteringResult:
         seed_everything(ctx.seed)
         flat = as_vectors(X, "none")
-        km = KMeans(n_clusters=n_clusters, n_init=params.n_init, max_iter=params.max_iter,
-                    random_state=ctx.seed).fit(flat)
-        labels = km.labels_.astype(np.int64)
-        ctx.report("kmeans", 1, 1, losses={"inertia": float(km.inertia_)}, labels=labels)
-        return ClusteringResult(labels=labels, confidence=_confidence(flat, km.cluster_centers_.astype(np.float32)),
-                                embedding=flat)
+        # one restart at a time, so a cancel is seen between restarts
+        centers, labels, inertia = kmeans_restarts(flat, n_clusters, ctx.seed, params.n_init,
+                                                   params.max_iter, check=ctx.check_cancelled)
+        ctx.report("kmeans", 1, 1, losses={"inertia": inertia}, labels=labels)
+        return ClusteringResult(labels=labels, confidence=_confidence(flat, centers), embedding=flat)
 
 
 class AEKMeansParams(AutoencoderParams):
@@ -56,9 +75,15 @@ class AEKMeansMethod(Method):
     reference = "Xie et al., ICML 2016 (DEC), baseline AE+k-means"
     Params = AEKMeansParams
 
+    @classmethod
+    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None, params: AEKMeansParams) -> int:
+        n, e, k = shape[0], params.embedding_dim, n_clusters or 1
+        return with_slack(autoencoder_memory_bytes(shape, params.hidden_dims, e, params.batch_size)
+                          + kmeans_bytes(n, e, k) + confidence_bytes(n, e, k))
+
     def fit(self, X: np.ndarray, n_clusters: int, params: AEKMeansParams, ctx: Context) -> ClusteringResult:
         data, model = vectors_and_pretrained_autoencoder(X, params, ctx)
-        z = model.encode(data).cpu().numpy()
-        centers, labels = kmeans_centers(z, n_clusters, ctx.seed, params.n_init)
+        z = model.encode(data, ctx.check_cancelled).cpu().numpy()
+        centers, labels = kmeans_centers(z, n_clusters, ctx.seed, params.n_init, check=ctx.check_cancelled)
         ctx.report("kmeans", 1, 1, labels=labels)
         return ClusteringResult(labels=labels, confidence=_confidence(z, centers), embedding=z)

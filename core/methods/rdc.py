@@ -12,22 +12,31 @@ geometry R-DC argues with (TwoNN ID, PCA LID, their gap) is logged at every refr
 """
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Callable, Literal
 
 import numpy as np
 import torch
 from pydantic import Field
 
 from core.acai import ACAIParams, acai_pretrained_autoencoder
-from core.autoencoder import MLPAutoencoder
+from core.autoencoder import MLPAutoencoder, autoencoder_memory_bytes
 from core.clustering_head import kmeans_centers
 from core.geometry import cluster_geometry
 from core.images import image_shape, random_shift_rotate
-from core.interface import ClusteringResult, Context, InputSpec, Method
+from core.interface import MAX_LOSS_WEIGHT, ClusteringResult, Context, InputSpec, Method
 from core.knn import knn
-from core.methods.dec import DECParams, self_train
-from core.methods.kmeans import _confidence
+from core.methods.dec import DECParams, self_train, self_training_bytes
+from core.methods.kmeans import _confidence, confidence_bytes
 from core.registry import register
+from core.resources import (
+    FLOAT,
+    kmeans_bytes,
+    knn_bytes,
+    mlp_activation_floats,
+    mlp_parameters,
+    with_slack,
+)
 from core.training import OptimizerName, as_vectors, make_optimizer, seed_everything
 
 
@@ -43,7 +52,7 @@ class RDCParams(ACAIParams):
                              "the points it pulls; the only reading under which the paper's reported dynamics "
                              "hold here (core ratio grows, kept neighbours purer). 'above': r > alpha_core, the "
                              "spec's reading of the text ('ratio greater than the threshold'; Eq. 4-5 are lost)")
-    beta_nn: float = Field(0.6, gt=0, description="keep neighbour j when D_j - D_1 < beta_nn (Eq. 7-9); "
+    beta_nn: float = Field(0.6, gt=0, le=1e6, description="keep neighbour j when D_j - D_1 < beta_nn (Eq. 7-9); "
                                                   "an absolute latent distance unless beta_scale='median'")
     beta_scale: Literal["absolute", "median"] = Field(
         "absolute", description="'median': beta_nn is in units of the median nearest-neighbour distance "
@@ -54,11 +63,13 @@ class RDCParams(ACAIParams):
     border_target: Literal["paper", "code"] = Field(
         "paper", description="'paper': border points reconstruct their input and are left out of L_E; 'code': "
                              "they are pulled to their refresh-time code and its decoding (spec pitfall 2)")
-    gamma: float = Field(100.0, ge=0, description="weight of the reconstruction term: L = L_E + gamma L_C (code 100)")
+    gamma: float = Field(100.0, ge=0, le=MAX_LOSS_WEIGHT,
+                         description="weight of the reconstruction term: L = L_E + gamma L_C (code 100)")
     refresh_interval: int = Field(140, ge=1, le=100000,
                                   description="iterations between refreshes of codes, neighbours and targets "
                                               "(code 140; the paper says every iteration)")
-    maxiter: int = Field(20000, ge=0, le=10_000_000, description="maximum phase-2 iterations (mini-batches)")
+    maxiter: int = Field(20000, ge=0, le=1_000_000,
+                         description="maximum phase-2 iterations (mini-batches)")
     patience: int = Field(3, ge=1, le=1000, description="stop after this many refreshes without a higher core ratio")
     optimizer: OptimizerName = Field("adam", description="phase-2 optimizer (paper: Adam)")
     lr: float = Field(1e-4, gt=0, le=10, description="phase-2 learning rate (not in the paper; a guess)")
@@ -114,17 +125,17 @@ class _Monitor:
         self.p, self.k, self.ctx = p, n_clusters, ctx
 
     def __call__(self, z: torch.Tensor, phase: str, step: int, total: int, **extra):
-        p = self.p
-        dist, idx = knn(z, p.n_neighbors - 1)
+        p, check = self.p, self.ctx.check_cancelled
+        dist, idx = knn(z, p.n_neighbors - 1, check=check)
         core, kept = proximity_filter(dist, p.alpha_core, p.beta_nn, p.filter_mode, p.beta_scale, p.core_rule)
         record = {"core_ratio": core.float().mean().item(),
                   "kept_neighbours": kept[core].float().sum(1).mean().item() if core.any() else 0.0}
         labels = None
         if p.geometry:
             z_np = z.cpu().numpy()
-            labels = (kmeans_centers(z_np, self.k, self.ctx.seed, p.n_init)[1] if self.k is not None
-                      else density_labels(z, p.n_neighbors, p.dbscan_quantile)[0])
-            record.update(cluster_geometry(z_np, labels, p.lid_threshold))
+            labels = (kmeans_centers(z_np, self.k, self.ctx.seed, p.n_init, check=check)[1]
+                      if self.k is not None else density_labels(z, p.n_neighbors, p.dbscan_quantile, check)[0])
+            record.update(cluster_geometry(z_np, labels, p.lid_threshold, check))
         self.ctx.report(phase, step, total, labels=labels, **record, **extra)
         return dist, idx, core, kept, record
 
@@ -136,8 +147,9 @@ def proximity_training(data: torch.Tensor, model: MLPAutoencoder, shape, p: RDCP
     n, best, stale, index, stop = len(data), -1.0, 0, 0, "maxiter"
     sums, steps, ratios = {"latent": 0.0, "reconstruction": 0.0, "total": 0.0}, 0, []
     for iteration in range(p.maxiter + 1):
+        ctx.check_cancelled()
         if iteration % p.refresh_interval == 0 or iteration == p.maxiter:
-            z = model.encode(data)
+            z = model.encode(data, ctx.check_cancelled)
             losses = {k: v / steps for k, v in sums.items()} if steps else None
             _, idx, core, kept, record = monitor(z, "refresh", iteration, p.maxiter, losses=losses)
             sums, steps = dict.fromkeys(sums, 0.0), 0
@@ -170,20 +182,25 @@ def proximity_training(data: torch.Tensor, model: MLPAutoencoder, shape, p: RDCP
     return {"iterations": iteration, "stop_reason": stop, "core_ratio": ratios[-1], "core_ratios": ratios}
 
 
-def density_labels(z: torch.Tensor, min_samples: int, quantile: float) -> tuple[np.ndarray, np.ndarray, float]:
+def density_labels(z: torch.Tensor, min_samples: int, quantile: float,
+                   check: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """DBSCAN on the codes with eps from the kNN distances (no labels, no K); noise points join
-    the cluster of their nearest clustered point. Returns labels, confidence (1 clustered, 0 joined), eps."""
+    the cluster of their nearest clustered point. Returns labels, confidence (1 clustered, 0 joined), eps.
+    `check` (a cancellation check) runs inside the kNN searches; sklearn's DBSCAN runs unchecked."""
     from sklearn.cluster import DBSCAN
 
-    dist, _ = knn(z, min_samples - 1)
+    dist, _ = knn(z, min_samples - 1, check=check)
     eps = float(torch.quantile(dist[:, -1].double(), quantile))
+    if check is not None:
+        check()
     labels = DBSCAN(eps=max(eps, 1e-12), min_samples=min_samples).fit(z.cpu().numpy()).labels_
     noise = labels < 0
     if noise.all():
         return np.zeros(len(labels), dtype=np.int64), np.zeros(len(labels), dtype=np.float32), eps
     if noise.any():
         members = torch.as_tensor(np.flatnonzero(~noise), device=z.device)
-        _, nearest = knn(z[members], 1, queries=z[torch.as_tensor(np.flatnonzero(noise), device=z.device)])
+        _, nearest = knn(z[members], 1, queries=z[torch.as_tensor(np.flatnonzero(noise), device=z.device)],
+                         check=check)
         labels[noise] = labels[members[nearest[:, 0]].cpu().numpy()]
     return np.unique(labels, return_inverse=True)[1].astype(np.int64), (~noise).astype(np.float32), eps
 
@@ -196,6 +213,26 @@ class RDCMethod(Method):
     reference = "Shaheen, Mrabah, Ksantini, Alqaddoumi. Rethinking Deep Clustering Paradigms. arXiv 2503.03733"
     Params = RDCParams
     accepts = InputSpec(finds_n_clusters=True)  # without n_clusters: DBSCAN on the final codes
+
+    @classmethod
+    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None, params: RDCParams) -> int:
+        """ACAI: the autoencoder plus its critic (the encoder's shape) with Adam, the augmentation's
+        sampling grids; phase 2: codes, neighbours, centroids and their (n, M-1, d') gather, the kNN
+        chunks, k-means and the geometry; DBSCAN's neighbourhoods at a few times M per point; or DEC's
+        self-training (phase2='dec')."""
+        p = params
+        n, d, e, k = shape[0], math.prod(shape[1:]), p.embedding_dim, n_clusters or 1
+        m = p.n_neighbors
+        critic = mlp_parameters([d, *p.hidden_dims, e])
+        batch = min(p.batch_size, n)
+        pretraining = autoencoder_memory_bytes(shape, p.hidden_dims, e, p.batch_size,
+                                               extra_parameters=critic)
+        pretraining += FLOAT * batch * (2 * mlp_activation_floats([d, *p.hidden_dims, e]) + 8 * d)
+        phase2 = (FLOAT * n * (4 * e + m * e + 2 * m) + 16 * n * m + knn_bytes(n, m)
+                  + kmeans_bytes(n, e, k) + FLOAT * 3 * n * e * 2 + 16 * n * m * 8)
+        if p.phase2 == "dec":
+            phase2 += self_training_bytes(n, e, k)
+        return with_slack(pretraining + phase2 + confidence_bytes(n, e, k))
 
     def fit(self, X: np.ndarray, n_clusters: int | None, params: RDCParams, ctx: Context) -> ClusteringResult:
         p = params
@@ -223,10 +260,12 @@ class RDCMethod(Method):
         final = monitor(z, "final" if p.phase2 == "proximity" else "phase1", 1, 1)[-1]
         extras["geometry"] = {k: final.get(k) for k in ("id", "lid", "ft", "core_ratio")}
         if p.final_clustering == "dbscan" or n_clusters is None:
-            labels, confidence, eps = density_labels(z, p.n_neighbors, p.dbscan_quantile)
+            labels, confidence, eps = density_labels(z, p.n_neighbors, p.dbscan_quantile,
+                                                     ctx.check_cancelled)
             extras.update(dbscan_eps=eps, noise_share=float(1 - confidence.mean()))
         else:
-            centers, labels = kmeans_centers(z.cpu().numpy(), n_clusters, ctx.seed, p.n_init)
+            centers, labels = kmeans_centers(z.cpu().numpy(), n_clusters, ctx.seed, p.n_init,
+                                             check=ctx.check_cancelled)
             confidence = _confidence(z.cpu().numpy(), centers)
         extras["n_clusters_found"] = int(len(np.unique(labels)))
         ctx.report("cluster", 1, 1, labels=labels, n_clusters_found=extras["n_clusters_found"])
