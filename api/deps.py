@@ -4,8 +4,10 @@ from __future__ import annotations
 from typing import Annotated, Iterator
 
 from fastapi import Depends, HTTPException, Query
+from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
+from api.auth import Caller
 from persistence.db import new_session
 from persistence.models import Dataset, Job
 from persistence.settings import get_settings
@@ -31,18 +33,24 @@ def unprocessable(loc: list, msg: str, kind: str = "value_error") -> HTTPExcepti
     return HTTPException(422, [{"loc": loc, "msg": msg, "type": kind}])
 
 
-def dataset_or_404(session: Session, dataset_id: str) -> Dataset:
+def dataset_or_404(session: Session, dataset_id: str, caller: Caller) -> Dataset:
+    """Another key's dataset is answered exactly as a missing one: 404, nothing about it."""
     row = session.get(Dataset, dataset_id)
-    if row is None:
+    if row is None or not caller.may_see(row):
         raise HTTPException(404, f"dataset {dataset_id} not found")
     return row
 
 
-def job_or_404(session: Session, job_id: str) -> Job:
+def job_or_404(session: Session, job_id: str, caller: Caller) -> Job:
     row = session.get(Job, job_id)
-    if row is None:
+    if row is None or not caller.may_see(row):
         raise HTTPException(404, f"job {job_id} not found")
     return row
+
+
+def visible(query: Select, model, caller: Caller) -> Select:
+    """A list query narrowed to the caller's own rows (admins: every row)."""
+    return query if caller.is_admin else query.where(model.owner_id == caller.key_id)
 
 
 def memory_budget() -> tuple[int, str]:

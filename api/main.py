@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from api.routes import datasets, jobs, methods
+from api.routes import accounts, datasets, jobs, methods
 from core import method_names
 from persistence.db import get_engine
 from persistence.settings import get_settings
@@ -30,13 +30,42 @@ async def _requeue_lost_jobs_forever(every_s: float) -> None:
         await asyncio.sleep(every_s)
 
 
+async def _sweep_forever(every_s: float) -> None:
+    from persistence.retention import sweep
+
+    while True:
+        try:
+            removed = await run_in_threadpool(sweep)
+            if any(removed.values()):
+                log.info("retention sweep removed %s", removed)
+        except Exception:
+            log.exception("retention sweep failed")
+        await asyncio.sleep(every_s)
+
+
 @asynccontextmanager
 async def lifespan(_app: FastAPI):
     # Import every method (torch, torchvision: seconds) before serving, not in the first request.
     await run_in_threadpool(method_names)
-    reaper = asyncio.create_task(_requeue_lost_jobs_forever(get_settings().reap_every_s))
+    await run_in_threadpool(_bootstrap_admin)
+    settings = get_settings()
+    background = [asyncio.create_task(_requeue_lost_jobs_forever(settings.reap_every_s)),
+                  asyncio.create_task(_sweep_forever(settings.sweep_every_s))]
     yield
-    reaper.cancel()
+    for task in background:
+        task.cancel()
+
+
+def _bootstrap_admin() -> None:
+    """DEEPCLUST_BOOTSTRAP_ADMIN_TOKEN: the first admin key of a fresh deployment (compose)."""
+    token = get_settings().bootstrap_admin_token
+    if token:
+        from persistence.accounts import ensure_admin_token
+        from persistence.db import session_scope
+
+        with session_scope() as session:
+            if ensure_admin_token(session, token):
+                log.warning("created the bootstrap admin key from DEEPCLUST_BOOTSTRAP_ADMIN_TOKEN")
 
 
 app = FastAPI(
@@ -48,6 +77,7 @@ app = FastAPI(
 app.include_router(datasets.router)
 app.include_router(jobs.router)
 app.include_router(methods.router)
+app.include_router(accounts.router)
 
 
 @app.get("/health", tags=["service"])

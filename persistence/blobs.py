@@ -16,10 +16,12 @@ from persistence.settings import get_settings
 PART_BYTES = 32 << 20
 
 
-def save_array(session: Session, key: str, array: np.ndarray) -> None:
+def save_array(session: Session, key: str, array: np.ndarray) -> int:
+    """Store the array as .npy; returns the bytes stored (what counts against a storage quota)."""
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     _put(session, key, buffer.getbuffer())
+    return buffer.getbuffer().nbytes
 
 
 def load_array(session: Session, key: str) -> np.ndarray:
@@ -64,5 +66,10 @@ def read_bytes(session: Session, key: str) -> bytes:
     return b"".join(parts)
 
 
+def blob_root() -> Path:
+    """Where local blobs live (DEEPCLUST_BLOB_STORE=local)."""
+    return get_settings().data_dir.resolve() / "blobs"
+
+
 def _path(key: str) -> Path:
-    return get_settings().data_dir.resolve() / "blobs" / key
+    return blob_root() / key

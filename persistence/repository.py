@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from core.io import Dataset as DatasetArrays
 from persistence import blobs
-from persistence.models import FINAL_STATES, Dataset, Job, JobResult, new_id, utcnow
+from persistence.models import BUILTIN_OWNER, FINAL_STATES, Dataset, Job, JobResult, new_id, utcnow
 
 
 # ---- datasets ---------------------------------------------------------------------------------
@@ -29,7 +29,9 @@ def job_folder(job_id: str) -> str:
     return f"jobs/{job_id}"
 
 
-def create_dataset(session: Session, name: str, fmt: str, data: DatasetArrays, size_bytes: int) -> Dataset:
+def create_dataset(session: Session, name: str, fmt: str, data: DatasetArrays, size_bytes: int,
+                   owner_id: str = BUILTIN_OWNER) -> Dataset:
+    now = utcnow()
     row = Dataset(
         id=new_id(), name=name, format=fmt, n=int(data.X.shape[0]), shape=list(data.X.shape),
         source_dtype=data.source_dtype, kind=data.kind, has_labels=data.y is not None,
@@ -37,13 +39,14 @@ def create_dataset(session: Session, name: str, fmt: str, data: DatasetArrays, s
         checksum=hashlib.sha256(data.X.tobytes()).hexdigest(), size_bytes=size_bytes,
         stats={"min": float(data.X.min()), "max": float(data.X.max()), "mean": float(data.X.mean()),
                "std": float(data.X.std())},
+        owner_id=owner_id, created_at=now, last_used_at=now,
     )
     folder = dataset_folder(row.id)
-    blobs.save_array(session, f"{folder}/X.npy", data.X)
+    row.stored_bytes = blobs.save_array(session, f"{folder}/X.npy", data.X)
     if data.y is not None:
-        blobs.save_array(session, f"{folder}/y.npy", data.y)
+        row.stored_bytes += blobs.save_array(session, f"{folder}/y.npy", data.y)
     if data.ids is not None:
-        blobs.save_array(session, f"{folder}/ids.npy", data.ids)
+        row.stored_bytes += blobs.save_array(session, f"{folder}/ids.npy", data.ids)
     session.add(row)
     session.flush()
     return row
@@ -75,9 +78,12 @@ def page(session: Session, query, limit: int, offset: int) -> tuple[list, int]:
 
 # ---- jobs ---------------------------------------------------------------------------------------
 def create_job(session: Session, dataset_id: str, method: str, n_clusters: int | None, params: dict,
-               seed: int) -> Job:
+               seed: int, owner_id: str = BUILTIN_OWNER) -> Job:
+    now = utcnow()
     job = Job(id=new_id(), dataset_id=dataset_id, method=method, n_clusters=n_clusters, params=params,
-              seed=seed, status="queued", attempts=0, cancel_requested=False, created_at=utcnow())
+              seed=seed, status="queued", attempts=0, cancel_requested=False, created_at=now, owner_id=owner_id,
+              stored_bytes=0)
+    session.execute(update(Dataset).where(Dataset.id == dataset_id).values(last_used_at=now))  # retention
     session.add(job)
     session.flush()
     return job
@@ -120,9 +126,10 @@ def finish_job(session: Session, job_id: str, *, labels: np.ndarray, confidence:
     if not done:
         return False
     folder = job_folder(job_id)
-    blobs.save_array(session, f"{folder}/labels.npy", labels.astype(np.int64))
-    blobs.save_array(session, f"{folder}/confidence.npy", confidence.astype(np.float32))
-    blobs.save_array(session, f"{folder}/embedding.npy", embedding.astype(np.float32))
+    stored = (blobs.save_array(session, f"{folder}/labels.npy", labels.astype(np.int64))
+              + blobs.save_array(session, f"{folder}/confidence.npy", confidence.astype(np.float32))
+              + blobs.save_array(session, f"{folder}/embedding.npy", embedding.astype(np.float32)))
+    session.execute(update(Job).where(Job.id == job_id).values(stored_bytes=stored))
     session.merge(JobResult(job_id=job_id, history=history, embedding_shape=list(embedding.shape)))
     return True
 
