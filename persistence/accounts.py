@@ -78,8 +78,9 @@ def ensure_admin_token(session: Session, token: str) -> bool:
     hashed = token_hash(token)
     values = dict(id=new_id(), name="bootstrap-admin", token_hash=hashed, token_prefix=token[:8], is_admin=True,
                   created_at=utcnow())
-    return bool(session.execute(_insert(session, ApiKey).values(**values)
-                                .on_conflict_do_nothing(index_elements=[ApiKey.token_hash])).rowcount)
+    inserted = session.execute(_insert(session, ApiKey).values(**values)
+                               .on_conflict_do_nothing(index_elements=[ApiKey.token_hash]).returning(ApiKey.id))
+    return inserted.first() is not None
 
 
 def key_for_token(session: Session, token: str) -> ApiKey | None:

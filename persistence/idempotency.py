@@ -27,8 +27,9 @@ def claim(session: Session, key_id: str, idempotency_key: str, fingerprint: str)
     inserted = session.execute(
         _insert(session, IdempotencyRecord)
         .values(key_id=key_id, idempotency_key=idempotency_key, fingerprint=fingerprint, created_at=now)
-        .on_conflict_do_nothing(index_elements=[IdempotencyRecord.key_id, IdempotencyRecord.idempotency_key]))
-    return inserted.rowcount == 1
+        .on_conflict_do_nothing(index_elements=[IdempotencyRecord.key_id, IdempotencyRecord.idempotency_key])
+        .returning(IdempotencyRecord.key_id))
+    return inserted.first() is not None
 
 
 def read(session: Session, key_id: str, idempotency_key: str) -> IdempotencyRecord | None:
