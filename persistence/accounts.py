@@ -11,6 +11,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -100,11 +101,17 @@ def revoke_key(session: Session, key_id: str) -> bool:
 
 
 def key_as_dict(key: ApiKey) -> dict:
-    limits = limits_of(key)
+    """What may be shown of a key: everything but its hash (and the token, which is not stored)."""
     return {"id": key.id, "name": key.name, "admin": key.is_admin, "token_prefix": key.token_prefix,
-            "created_at": key.created_at.isoformat() if key.created_at else None,
-            "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
-            "limits": limits.__dict__}
+            "created_at": _iso(key.created_at), "revoked_at": _iso(key.revoked_at),
+            "limits": limits_of(key).__dict__}
+
+
+def _iso(value: datetime | None) -> str | None:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
 
 
 # ---- usage and limits -------------------------------------------------------------------------------

@@ -177,6 +177,25 @@ def test_auth_default_is_none_only_for_the_embedded_service_on_loopback(monkeypa
     assert auth_mode(Settings(), "0.0.0.0") == "none"  # said explicitly
 
 
+def test_the_embedded_launcher_refuses_an_open_non_loopback_bind(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPCLUST_")}
+    env.update(HOST="0.0.0.0", PORT="1", PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "api.serve"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode != 0 and "DEEPCLUST_AUTH=keys" in done.stderr
+    assert not (tmp_path / "var").exists()  # refused before touching anything
+
+
+def test_compose_passes_the_bootstrap_admin_token_to_the_app_services():
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for service in ("migrate", "api", "worker"):
+        value = compose["services"][service]["environment"]["DEEPCLUST_BOOTSTRAP_ADMIN_TOKEN"]
+        assert value == "${DEEPCLUST_BOOTSTRAP_ADMIN_TOKEN:-}"
+    assert "DEEPCLUST_AUTH" not in compose["services"]["api"]["environment"]  # keys, the default
+
+
 # ---- ownership matrix -------------------------------------------------------------------------------
 WHO = ("owner", "other", "admin", "no key", "revoked")
 
