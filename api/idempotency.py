@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Header, HTTPException
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import Caller
 from persistence import idempotency
@@ -29,26 +30,44 @@ def fingerprint(*parts: object) -> str:
 
 
 class Claim:
-    """This request holds the key: `record` stores its response in the transaction that creates
-    what it names; `release` (on failure) lets a retry run the request again."""
+    """The right to handle a request: `record` stores its response in the transaction that
+    creates what it names. Used as a context manager (`with` / `async with`), a failure
+    inside releases the key so that a retry runs the request again. With no Idempotency-Key
+    (`key` None) it does nothing."""
 
-    def __init__(self, caller: Caller, key: str):
+    def __init__(self, caller: Caller, key: str | None):
         self.caller, self.key = caller, key
 
     def record(self, session, status_code: int, response: dict, location: str | None) -> None:
-        idempotency.complete(session, self.caller.key_id, self.key, status_code, response, location)
+        if self.key is not None:
+            idempotency.complete(session, self.caller.key_id, self.key, status_code, response, location)
 
     def release(self) -> None:
-        with session_scope() as session:
-            idempotency.release(session, self.caller.key_id, self.key)
+        if self.key is not None:
+            with session_scope() as session:
+                idempotency.release(session, self.caller.key_id, self.key)
+
+    def __enter__(self) -> Claim:
+        return self
+
+    def __exit__(self, kind, _value, _traceback) -> None:
+        if kind is not None:
+            self.release()
+
+    async def __aenter__(self) -> Claim:
+        return self
+
+    async def __aexit__(self, kind, _value, _traceback) -> None:
+        if kind is not None:
+            await run_in_threadpool(self.release)
 
 
-def begin(caller: Caller, key: str | None, request_fingerprint: str) -> Claim | JSONResponse | None:
-    """None: no key was sent. A JSONResponse: the first response, to return as it is (a retry).
-    A Claim: this is the first request; handle it, `record` its response or `release` on failure.
-    Blocks while another request holds the key (call it from a thread in async routes)."""
+def begin(caller: Caller, key: str | None, request_fingerprint: str) -> Claim | JSONResponse:
+    """A JSONResponse: the first response to this key, to return as it is (this is a retry).
+    A Claim: handle the request inside it. Blocks while another request holds the key (call it
+    from a thread in async routes)."""
     if key is None:
-        return None
+        return Claim(caller, None)
     deadline = time.monotonic() + WAIT_S
     while True:
         with session_scope() as session:

@@ -50,7 +50,7 @@ async def upload_dataset(request: Request, response: Response, caller: CallerDep
         claim = await run_in_threadpool(begin, caller, idempotency_key, asked)
         if isinstance(claim, JSONResponse):
             return claim  # a retry: the first response again, nothing stored twice
-        try:
+        async with claim:  # on failure nothing was stored: a retry may try again
             try:
                 fmt = format.lower() if format else format_of(name)
                 if fmt not in FORMATS:
@@ -59,10 +59,6 @@ async def upload_dataset(request: Request, response: Response, caller: CallerDep
                                                label_column, id_column, response, caller, claim)
             except DataError as exc:
                 raise HTTPException(422, str(exc)) from None
-        except BaseException:  # nothing was stored: a retry may try again
-            if claim is not None:
-                await run_in_threadpool(claim.release)
-            raise
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -76,7 +72,7 @@ def _file_digest(path: str) -> str:
 
 
 def _store(path, fmt, name, size, label_column, id_column, response: Response, caller: Caller,
-           claim: Claim | None) -> DatasetOut:
+           claim: Claim) -> DatasetOut:
     data = read_dataset(path, fmt, label_column=label_column, id_column=id_column)
     npy_header = 128  # np.save's header for these arrays
     arrays = [a for a in (data.X, data.y, data.ids) if a is not None]
@@ -85,8 +81,7 @@ def _store(path, fmt, name, size, label_column, id_column, response: Response, c
         row = create_dataset(session, name, fmt, data, size, owner_id=caller.key_id)
         out = DatasetOut.model_validate(row)
         location = f"/datasets/{out.id}"
-        if claim is not None:
-            claim.record(session, 201, jsonable_encoder(out), location)
+        claim.record(session, 201, jsonable_encoder(out), location)
     response.headers["Location"] = location
     return out
 

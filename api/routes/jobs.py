@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from api.auth import CallerDep, authenticate, check_active_jobs, check_storage
 from api.deps import Limit, Offset, SessionDep, job_or_404, memory_budget, unprocessable, visible
-from api.idempotency import IdempotencyKey, begin, fingerprint
+from api.idempotency import Claim, IdempotencyKey, begin, fingerprint
 from api.schemas import JobCreate, JobOut, JobStatus, Page
 from core import method_names
 from core.io import assignment_csv_chunks
@@ -31,15 +31,11 @@ def submit_job(body: JobCreate, response: Response, session: SessionDep, caller:
     claim = begin(caller, idempotency_key, fingerprint("POST /jobs", body.model_dump(mode="json")))
     if isinstance(claim, JSONResponse):
         return claim  # a retry: the first response, no second job
-    try:
+    with claim:  # on failure no job was made (or it could not be queued): a retry may try again
         return _submit(body, response, session, caller, claim)
-    except BaseException:
-        if claim is not None:  # no job was made (or it could not be queued): a retry may try again
-            claim.release()
-        raise
 
 
-def _submit(body: JobCreate, response: Response, session, caller, claim) -> JobOut:
+def _submit(body: JobCreate, response: Response, session, caller, claim: Claim) -> JobOut:
     if body.method not in method_names():
         raise unprocessable(["body", "method"], f"unknown method {body.method!r}; known: {', '.join(method_names())}")
     method = get_method(body.method)
@@ -66,8 +62,7 @@ def _submit(body: JobCreate, response: Response, session, caller, claim) -> JobO
     job = create_job(session, dataset.id, body.method, body.n_clusters, params.model_dump(mode="json"), body.seed,
                      owner_id=caller.key_id)
     out = JobOut.model_validate(job)
-    if claim is not None:
-        claim.record(session, 202, jsonable_encoder(out), f"/jobs/{job.id}")
+    claim.record(session, 202, jsonable_encoder(out), f"/jobs/{job.id}")
     session.commit()  # the worker must find the row: enqueue only after the commit
     try:
         enqueue(job.id)
