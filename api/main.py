@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from api.limits import BodyLimit, validation_error_without_echo
-from api.routes import datasets, jobs, methods
+from api.routes import accounts, datasets, jobs, methods
 from api.schemas import ReadyOut
 from api.uploads import sweep_uploads
 from core import method_names
@@ -38,6 +38,19 @@ async def _requeue_lost_jobs_forever(every_s: float) -> None:
         await asyncio.sleep(every_s)
 
 
+async def _sweep_forever(every_s: float) -> None:
+    from persistence.retention import sweep
+
+    while True:
+        try:
+            removed = await run_in_threadpool(sweep)
+            if any(removed.values()):
+                log.info("retention sweep removed %s", removed)
+        except Exception:
+            log.exception("retention sweep failed")
+        await asyncio.sleep(every_s)
+
+
 @asynccontextmanager
 async def lifespan(_app: FastAPI):
     # Import every method (torch, torchvision: seconds) before serving, not in the first request.
@@ -45,9 +58,25 @@ async def lifespan(_app: FastAPI):
     swept = await run_in_threadpool(sweep_uploads)
     if swept:
         log.warning("removed %d upload folders left by a stopped API: %s", len(swept), swept[:10])
-    reaper = asyncio.create_task(_requeue_lost_jobs_forever(get_settings().reap_every_s))
+    await run_in_threadpool(_bootstrap_admin)
+    settings = get_settings()
+    background = [asyncio.create_task(_requeue_lost_jobs_forever(settings.reap_every_s)),
+                  asyncio.create_task(_sweep_forever(settings.sweep_every_s))]
     yield
-    reaper.cancel()
+    for task in background:
+        task.cancel()
+
+
+def _bootstrap_admin() -> None:
+    """DEEPCLUST_BOOTSTRAP_ADMIN_TOKEN: the first admin key of a fresh deployment (compose)."""
+    token = get_settings().bootstrap_admin_token
+    if token:
+        from persistence.accounts import ensure_admin_token
+        from persistence.db import session_scope
+
+        with session_scope() as session:
+            if ensure_admin_token(session, token):
+                log.warning("created the bootstrap admin key from DEEPCLUST_BOOTSTRAP_ADMIN_TOKEN")
 
 
 app = FastAPI(
@@ -61,6 +90,7 @@ app.add_exception_handler(RequestValidationError, validation_error_without_echo)
 app.include_router(datasets.router)
 app.include_router(jobs.router)
 app.include_router(methods.router)
+app.include_router(accounts.router)
 
 
 @app.exception_handler(StarletteHTTPException)

@@ -61,6 +61,7 @@ class DatasetOut(BaseModel):
     size_bytes: int
     stats: dict[str, float]
     created_at: datetime
+    owner_id: str = Field(description="id of the API key that uploaded it")
 
     _utc = field_validator("created_at")(as_utc)
 
@@ -110,5 +111,6 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     heartbeat_at: datetime | None
+    owner_id: str = Field(description="id of the API key that submitted it")
 
     _utc = field_validator("created_at", "started_at", "finished_at", "heartbeat_at")(as_utc)

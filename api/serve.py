@@ -45,14 +45,39 @@ def stop_worker(worker: subprocess.Popen, grace_s: float = 30) -> None:
         worker.wait()
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def auth_mode(settings, host: str) -> str:
+    """DEEPCLUST_AUTH when set; otherwise `none` only for the embedded default on a loopback
+    bind (one user on one machine), `keys` for a distributed setup. An embedded service bound
+    to another address must say which it wants: it refuses to start open by default."""
+    if settings.auth:
+        return settings.auth
+    if not settings.embedded:
+        return "keys"
+    if host in LOOPBACK:
+        return "none"
+    raise SystemExit(f"deepclust: refusing to serve {host} without API keys by default: set DEEPCLUST_AUTH=keys "
+                     "(and create one with `deepclust keys create NAME --admin`), or DEEPCLUST_AUTH=none "
+                     "to serve it open on purpose")
+
+
 def main() -> None:
+    settings = get_settings()
+    host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))
+    mode = auth_mode(settings, host)
+    os.environ["DEEPCLUST_AUTH"] = mode  # what the app (same process) and its worker read
+    get_settings.cache_clear()
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade_database()
     # Its own process group, so stop_worker can kill the pool's children too.
     worker = subprocess.Popen(worker_command(settings), preexec_fn=_die_with_parent, start_new_session=True)
-    host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))
-    print(f"deepclust: database {settings.db_url}, queue {settings.broker}, API http://{host}:{port}", flush=True)
+    access = ("no API keys (DEEPCLUST_AUTH=none): anyone who can reach it may use it" if mode == "none"
+              else "API keys required (Authorization: Bearer dck_...; `deepclust keys create NAME --admin`)")
+    print(f"deepclust: database {settings.db_url}, queue {settings.broker}, API http://{host}:{port}, "
+          f"{access}", flush=True)
     # uvicorn restores these handlers after its graceful shutdown and re-raises the signal into
     # them; with the default handler that would end the process before the worker is stopped.
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -2,6 +2,7 @@
 
     deepclust run DATA --method NAME --clusters K [--params JSON] [--seed S] --out labels.csv
     deepclust methods
+    deepclust keys create NAME [--admin] [--max-...] | keys list | keys revoke ID   (the service's API keys)
 
 `run` prints one JSON line (metrics when the data has labels, wall time, peak memory,
 device, versions, params); `--results FILE` also appends that line to FILE (bench/).
@@ -39,7 +40,12 @@ def main(argv: list[str] | None = None) -> int:
                                            "that carries intermediate predictions is scored as the worker does")
     run.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's); results depend on it")
     sub.add_parser("methods", help="list the methods and their parameter schemas")
+    from persistence.keys_cli import add_keys_parser, run_keys
+
+    add_keys_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "keys":
+        return run_keys(args)
     if args.command == "methods":
         from core import list_methods
 

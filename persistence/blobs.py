@@ -19,9 +19,11 @@ from persistence.settings import get_settings
 PART_BYTES = 32 << 20
 
 
-def save_array(session: Session, key: str, array: np.ndarray) -> None:
+def save_array(session: Session, key: str, array: np.ndarray) -> int:
+    """Store the array as .npy; returns the bytes stored (what counts against a storage quota)."""
     with blob_writer(session, key) as out:
         np.save(out, array, allow_pickle=False)  # numpy writes a non-file in 16 MiB pieces
+        return out.tell()
 
 
 @contextmanager
@@ -51,6 +53,10 @@ class _PartWriter:
 
     def __init__(self, session: Session, key: str):
         self.session, self.key, self.parts, self.buffer = session, key, 0, bytearray()
+        self.written = 0
+
+    def tell(self) -> int:
+        return self.written
 
     def write(self, data) -> int:
         data = memoryview(data).cast("B")  # bytes of a numpy chunk too
@@ -61,6 +67,7 @@ class _PartWriter:
             start += take
             if len(self.buffer) == PART_BYTES:
                 self._insert()
+        self.written += data.nbytes
         return data.nbytes
 
     def finish(self) -> None:
@@ -101,5 +108,10 @@ def read_bytes(session: Session, key: str) -> bytes:
     return b"".join(parts)
 
 
+def blob_root() -> Path:
+    """Where local blobs live (DEEPCLUST_BLOB_STORE=local)."""
+    return get_settings().data_dir.resolve() / "blobs"
+
+
 def _path(key: str) -> Path:
-    return get_settings().data_dir.resolve() / "blobs" / key
+    return blob_root() / key

@@ -10,6 +10,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
+ACTIVE_STATES = ("queued", "running")
+# Owns the rows made before API keys existed and every row made with DEEPCLUST_AUTH=none.
+BUILTIN_OWNER = "0" * 32
 
 
 def new_id() -> str:
@@ -46,6 +49,9 @@ class Dataset(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)  # of the upload
     stats: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True, default=BUILTIN_OWNER)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # its arrays, as stored
+    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)  # upload, last job
 
 
 class Job(Base):
@@ -75,6 +81,8 @@ class Job(Base):
     # When its message was last sent: a queued job is sent again at most once per
     # DEEPCLUST_REQUEUE_QUEUED_AFTER_S when the broker lost it.
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    owner_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True, default=BUILTIN_OWNER)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # its result arrays
 
 
 class JobResult(Base):
@@ -95,3 +103,47 @@ class BlobPart(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     part: Mapped[int] = mapped_column(Integer, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ApiKey(Base):
+    """Who may call the API. Only the token's sha256 is kept; the token is shown once."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255))
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)  # None: cannot log in
+    token_prefix: Mapped[str | None] = mapped_column(String(16))  # to recognise a key in a list
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # None: the setting's default (DEEPCLUST_DEFAULT_*)
+    max_active_jobs: Mapped[int | None] = mapped_column(Integer)
+    max_storage_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    max_upload_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RateWindow(Base):
+    """Requests of one key in one minute: a fixed-window counter shared by every API process."""
+
+    __tablename__ = "rate_windows"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    window: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # minutes since the epoch
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class IdempotencyRecord(Base):
+    """The first response to a request with an Idempotency-Key, replayed to its retries.
+    status_code None: the first request is still being handled."""
+
+    __tablename__ = "idempotency_records"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of what the request asked for
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    location: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from core.io import Dataset as DatasetArrays
 from core.io import DatasetStream
 from persistence import blobs
-from persistence.models import FINAL_STATES, Dataset, Job, JobResult, new_id, utcnow
+from persistence.models import BUILTIN_OWNER, FINAL_STATES, Dataset, Job, JobResult, new_id, utcnow
 
 
 # ---- datasets ---------------------------------------------------------------------------------
@@ -30,18 +30,18 @@ def job_folder(job_id: str) -> str:
     return f"jobs/{job_id}"
 
 
-def create_dataset(session: Session, name: str, fmt: str, data: DatasetStream,
-                   size_bytes: int) -> Dataset:
+def create_dataset(session: Session, name: str, fmt: str, data: DatasetStream, size_bytes: int,
+                   owner_id: str = BUILTIN_OWNER) -> Dataset:
     """Store a checked upload: X is converted, checked, hashed and written a chunk at a time.
     A DataError from a later chunk (a NaN) leaves nothing behind once the transaction rolls back."""
-    row_id = new_id()
+    row_id, now = new_id(), utcnow()
     folder = dataset_folder(row_id)
     try:
-        checksum, stats = _write_float32(session, f"{folder}/X.npy", data)
+        stored, checksum, stats = _write_float32(session, f"{folder}/X.npy", data)
         if data.y is not None:
-            blobs.save_array(session, f"{folder}/y.npy", data.y)
+            stored += blobs.save_array(session, f"{folder}/y.npy", data.y)
         if data.ids is not None:
-            blobs.save_array(session, f"{folder}/ids.npy", data.ids)
+            stored += blobs.save_array(session, f"{folder}/ids.npy", data.ids)
     except BaseException:
         blobs.delete_folder(session, folder)  # local files are outside the transaction
         raise
@@ -49,16 +49,17 @@ def create_dataset(session: Session, name: str, fmt: str, data: DatasetStream,
         id=row_id, name=name, format=fmt, n=int(data.shape[0]), shape=list(data.shape),
         source_dtype=data.source_dtype, kind=data.kind, has_labels=data.y is not None,
         n_classes=int(data.y.max()) + 1 if data.y is not None else None, has_ids=data.ids is not None,
-        checksum=checksum, size_bytes=size_bytes, stats=stats,
+        checksum=checksum, size_bytes=size_bytes, stats=stats, stored_bytes=stored,
+        owner_id=owner_id, created_at=now, last_used_at=now,
     )
     session.add(row)
     session.flush()
     return row
 
 
-def _write_float32(session: Session, key: str, data: DatasetStream) -> tuple[str, dict]:
-    """Write X as a C-ordered float32 .npy; return its sha256 (of the array bytes, the same as
-    hashing X.tobytes()) and its statistics."""
+def _write_float32(session: Session, key: str, data: DatasetStream) -> tuple[int, str, dict]:
+    """Write X as a C-ordered float32 .npy; return the bytes stored, its sha256 (of the array
+    bytes, the same as hashing X.tobytes()) and its statistics."""
     digest, stats = hashlib.sha256(), RunningStats()
     with blobs.blob_writer(session, key) as out:
         np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False,
@@ -67,7 +68,8 @@ def _write_float32(session: Session, key: str, data: DatasetStream) -> tuple[str
             digest.update(chunk)
             stats.add(chunk)
             out.write(chunk)
-    return digest.hexdigest(), stats.as_dict()
+        stored = out.tell()
+    return stored, digest.hexdigest(), stats.as_dict()
 
 
 class RunningStats:
@@ -133,10 +135,12 @@ def page(session: Session, query, limit: int, offset: int) -> tuple[list, int]:
 
 # ---- jobs ---------------------------------------------------------------------------------------
 def create_job(session: Session, dataset_id: str, method: str, n_clusters: int | None, params: dict,
-               seed: int) -> Job:
+               seed: int, owner_id: str = BUILTIN_OWNER) -> Job:
+    now = utcnow()
     job = Job(id=new_id(), dataset_id=dataset_id, method=method, n_clusters=n_clusters, params=params,
-              seed=seed, status="queued", attempts=0, cancel_requested=False, created_at=utcnow(),
-              enqueued_at=utcnow())
+              seed=seed, status="queued", attempts=0, cancel_requested=False, created_at=now,
+              enqueued_at=now, owner_id=owner_id, stored_bytes=0)
+    session.execute(update(Dataset).where(Dataset.id == dataset_id).values(last_used_at=now))  # retention
     session.add(job)
     session.flush()
     return job
@@ -179,9 +183,10 @@ def finish_job(session: Session, job_id: str, *, labels: np.ndarray, confidence:
     if not done:
         return False
     folder = job_folder(job_id)
-    blobs.save_array(session, f"{folder}/labels.npy", labels.astype(np.int64))
-    blobs.save_array(session, f"{folder}/confidence.npy", confidence.astype(np.float32))
-    blobs.save_array(session, f"{folder}/embedding.npy", embedding.astype(np.float32))
+    stored = (blobs.save_array(session, f"{folder}/labels.npy", labels.astype(np.int64))
+              + blobs.save_array(session, f"{folder}/confidence.npy", confidence.astype(np.float32))
+              + blobs.save_array(session, f"{folder}/embedding.npy", embedding.astype(np.float32)))
+    session.execute(update(Job).where(Job.id == job_id).values(stored_bytes=stored))
     session.merge(JobResult(job_id=job_id, history=history, embedding_shape=list(embedding.shape)))
     return True
 

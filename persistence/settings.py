@@ -34,6 +34,18 @@ class Settings(BaseSettings):
     memory_budget_mb: int | None = Field(None, ge=1)
     # CPU threads torch uses for one job (unset: torch's default, one per core). Results depend on it.
     torch_threads: int | None = Field(None, ge=1)
+    # Accounts (issue #16). `keys`: every data route needs `Authorization: Bearer <token>`.
+    # Unset: `keys`, except that `python -m api.serve` (make run) on a loopback bind sets `none`.
+    auth: Literal["keys", "none"] | None = None
+    bootstrap_admin_token: str | None = None  # an admin key with this token exists at API start
+    # Per-key limits; a key's own value (deepclust keys create --max-...) wins over these.
+    default_max_active_jobs: int = Field(10, ge=1)  # queued + running
+    default_max_storage_mb: int = Field(10240, ge=1)  # datasets + job results
+    default_max_upload_mb: int | None = Field(None, ge=1)  # unset: max_upload_bytes
+    default_requests_per_minute: int = Field(600, ge=1)
+    retention_days: float = Field(30, gt=0)  # finished jobs and unused datasets older than this go
+    sweep_every_s: float = 3600.0
+    orphan_grace_s: float = 3600.0  # local blob files younger than this may belong to an upload in flight
 
     @property
     def db_url(self) -> str:
@@ -41,6 +53,10 @@ class Settings(BaseSettings):
         if url.startswith("postgresql://") or url.startswith("postgres://"):
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
         return url
+
+    @property
+    def auth_mode(self) -> Literal["keys", "none"]:
+        return self.auth or "keys"
 
     @property
     def embedded(self) -> bool:

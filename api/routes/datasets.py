@@ -1,19 +1,26 @@
+import hashlib
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Limit, Offset, SessionDep, dataset_or_404, errors, unprocessable
+from api.auth import Caller, CallerDep, authenticate, check_storage
+from api.deps import (Limit, Offset, SessionDep, dataset_or_404, errors, unprocessable,
+                      visible)
+from api.idempotency import Claim, IdempotencyKey, begin, fingerprint
 from api.schemas import DatasetOut, Page
-from api.uploads import clean_filename, receive_upload, upload_folder
+from api.uploads import UploadTooLarge, clean_filename, receive_upload, upload_folder
 from core.io import FORMATS, DataError, DataTooLarge, format_of, open_dataset
 from persistence.db import session_scope
 from persistence.models import Dataset, Job
 from persistence.repository import create_dataset, delete_dataset, page
 from persistence.settings import get_settings
 
-router = APIRouter(prefix="/datasets", tags=["datasets"])
+router = APIRouter(prefix="/datasets", tags=["datasets"], dependencies=[Depends(authenticate)],
+                   responses=errors(401, 429))
 Name = Annotated[str | None, Query(max_length=255, pattern=r"^[^\x00-\x1f]*$",
                                    description="a name; its suffix gives the format when no file name is sent")]
 Column = Annotated[str | None, Query(max_length=255, pattern=r"^[^\x00-\x1f]*$")]
@@ -29,58 +36,86 @@ UPLOAD_BODY = {"requestBody": {"required": True, "content": {
 
 @router.post("", status_code=201, response_model=DatasetOut, responses=errors(400, 413, 422),
              openapi_extra=UPLOAD_BODY)
-async def upload_dataset(request: Request, response: Response, name: Name = None,
+async def upload_dataset(request: Request, response: Response, caller: CallerDep, name: Name = None,
                          format: Annotated[Format | None, Query(description="the file type; default: "
                                                                 "the file name's suffix")] = None,
-                         label_column: Column = None, id_column: Column = None):
+                         label_column: Column = None, id_column: Column = None,
+                         idempotency_key: IdempotencyKey = None):
     """Upload .npy, .npz (X, optional y and ids), .csv or .parquet, as a multipart file
     (`curl -F file=@data.npz`) or a raw body (`curl --data-binary @data.npz '...?name=data.npz'`).
     The limit (413) is on the stored float32 array and on the upload itself."""
-    settings = get_settings()
+    limit = caller.limits.max_upload_bytes if caller.limits else get_settings().max_upload_bytes
     with upload_folder() as folder:
-        path, filename, size = await receive_upload(request, settings.max_upload_bytes, folder)
-        name = name or clean_filename(filename)
         try:
-            if format is None and name is None:
-                raise unprocessable(["query", "format"],
-                                    "say the file type: send a file name or ?format=npz")
-            fmt = format or format_of(name)
-            return await run_in_threadpool(_store, path, fmt, name or f"upload.{fmt}", size,
-                                           label_column, id_column, folder,
-                                           settings.max_upload_bytes, response)
-        except DataTooLarge as exc:
-            raise HTTPException(413, str(exc)) from None
-        except DataError as exc:
-            raise unprocessable(["body", "file"], str(exc)) from None
+            path, filename, size = await receive_upload(request, limit, folder)
+        except UploadTooLarge:
+            if limit == get_settings().max_upload_bytes:
+                raise
+            raise HTTPException(413, f"upload is larger than this key's upload limit of {limit} "
+                                     "bytes") from None
+        name = name or clean_filename(filename)
+        if format is None and name is None:
+            raise unprocessable(["query", "format"], "say the file type: send a file name or ?format=npz")
+        asked = fingerprint("POST /datasets", name, format, label_column, id_column,
+                            await run_in_threadpool(_file_digest, path))
+        claim = await run_in_threadpool(begin, caller, idempotency_key, asked)
+        if isinstance(claim, JSONResponse):
+            return claim  # a retry: the first response again, nothing stored twice
+        async with claim:  # on failure nothing was stored: a retry may try again
+            try:
+                fmt = format or format_of(name)
+                return await run_in_threadpool(_store, path, fmt, name or f"upload.{fmt}", size,
+                                               label_column, id_column, folder, limit, response,
+                                               caller, claim)
+            except DataTooLarge as exc:
+                raise HTTPException(413, str(exc)) from None
+            except DataError as exc:
+                raise unprocessable(["body", "file"], str(exc)) from None
 
 
-def _store(path, fmt, name, size, label_column, id_column, folder, limit,
-           response: Response) -> DatasetOut:
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _store(path, fmt, name, size, label_column, id_column, folder, limit, response: Response,
+           caller: Caller, claim: Claim) -> DatasetOut:
     with open_dataset(path, fmt, label_column=label_column, id_column=id_column,
                       max_stored_bytes=limit, spool_dir=folder) as data:
-        with session_scope() as session:  # arrays and row in one transaction: nothing half-made
-            row = create_dataset(session, name, fmt, data, size)
+        npy_header = 128  # np.save's header for each array
+        extra = sum(a.nbytes + npy_header for a in (data.y, data.ids) if a is not None)
+        # arrays, row and idempotency record in one transaction: nothing half-made
+        with session_scope() as session:
+            check_storage(session, caller, data.stored_bytes + npy_header + extra)
+            row = create_dataset(session, name, fmt, data, size, owner_id=caller.key_id)
             out = DatasetOut.model_validate(row)
-    response.headers["Location"] = f"/datasets/{out.id}"
+            location = f"/datasets/{out.id}"
+            claim.record(session, 201, jsonable_encoder(out), location)
+    response.headers["Location"] = location
     return out
 
 
 @router.get("", response_model=Page[DatasetOut], responses=errors(422))
-def list_datasets(session: SessionDep, limit: Limit = 50, offset: Offset = 0):
-    items, total = page(session, select(Dataset).order_by(Dataset.created_at.desc()), limit, offset)
+def list_datasets(session: SessionDep, caller: CallerDep, limit: Limit = 50, offset: Offset = 0):
+    query = visible(select(Dataset).order_by(Dataset.created_at.desc()), Dataset, caller)
+    items, total = page(session, query, limit, offset)
     return Page(items=[DatasetOut.model_validate(d) for d in items], total=total, limit=limit, offset=offset)
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, responses=errors(404))
-def get_dataset(dataset_id: str, session: SessionDep):
-    return dataset_or_404(session, dataset_id)
+def get_dataset(dataset_id: str, session: SessionDep, caller: CallerDep):
+    return dataset_or_404(session, dataset_id, caller)
 
 
 @router.delete("/{dataset_id}", status_code=204, responses=errors(404, 409))
-def remove_dataset(dataset_id: str, session: SessionDep) -> None:
-    """Delete a dataset with its jobs and their results; refused while a job on it is active."""
+def remove_dataset(dataset_id: str, session: SessionDep, caller: CallerDep) -> None:
+    """Delete a dataset with its jobs and their results (their storage is free at once);
+    refused while a job on it is active."""
     # Locked until the commit: a concurrent POST /jobs on it waits, then finds it gone.
-    row = dataset_or_404(session, dataset_id, lock=True)
+    row = dataset_or_404(session, dataset_id, caller, lock=True)
     active = session.scalar(select(Job.id).where(Job.dataset_id == dataset_id,
                                                   Job.status.in_(("queued", "running"))).limit(1))
     if active:

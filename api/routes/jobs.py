@@ -1,11 +1,15 @@
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from api.deps import Limit, Offset, SessionDep, errors, job_or_404, memory_budget, unprocessable
+from api.auth import CallerDep, authenticate, check_active_jobs, check_storage
+from api.deps import (Limit, Offset, SessionDep, errors, job_or_404, memory_budget, unprocessable,
+                      visible)
+from api.idempotency import Claim, IdempotencyKey, begin, fingerprint
 from api.schemas import JobCreate, JobOut, JobStatus, Page
 from core import method_names
 from core.io import assignment_csv_chunks
@@ -17,13 +21,24 @@ from persistence.repository import (create_job, dataset_folder, end_job, job_fol
                                     request_cancel)
 from worker.celery_app import enqueue
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(authenticate)],
+                   responses=errors(401, 429))
 
 
 @router.post("", status_code=202, response_model=JobOut, responses=errors(400, 422, 503))
-def submit_job(body: JobCreate, response: Response, session: SessionDep):
+def submit_job(body: JobCreate, response: Response, session: SessionDep, caller: CallerDep,
+               idempotency_key: IdempotencyKey = None):
     """Validate the method, its parameters and the data against each other, store the job
-    as queued and enqueue it. Poll GET /jobs/{id} (the Location header) for its progress."""
+    as queued and enqueue it. Poll GET /jobs/{id} (the Location header) for its progress.
+    With an Idempotency-Key, a retry of the same request returns this response again."""
+    claim = begin(caller, idempotency_key, fingerprint("POST /jobs", body.model_dump(mode="json")))
+    if isinstance(claim, JSONResponse):
+        return claim  # a retry: the first response, no second job
+    with claim:  # on failure no job was made (or it could not be queued): a retry may try again
+        return _submit(body, response, session, caller, claim)
+
+
+def _submit(body: JobCreate, response: Response, session, caller, claim: Claim) -> JobOut:
     if body.method not in method_names():
         raise unprocessable(["body", "method"], f"unknown method {body.method!r}; known: {', '.join(method_names())}")
     method = get_method(body.method)
@@ -34,7 +49,7 @@ def submit_job(body: JobCreate, response: Response, session: SessionDep):
                                   for e in exc.errors(include_url=False, include_context=False)]) from None
     # Locked until the commit: a concurrent DELETE /datasets/{id} waits, then sees this job.
     dataset = lock_dataset(session, body.dataset_id)
-    if dataset is None:
+    if dataset is None or not caller.may_see(dataset):  # another key's dataset reads as a missing one
         raise unprocessable(["body", "dataset_id"], f"dataset {body.dataset_id} does not exist")
     problem = method.accepts.problem(tuple(dataset.shape), body.n_clusters)
     if problem:
@@ -45,7 +60,12 @@ def submit_job(body: JobCreate, response: Response, session: SessionDep):
     if problem:  # the model, the data or both would not fit the worker
         raise unprocessable(["body", "params" if "makes it large" in problem else "dataset_id"],
                             f"{body.method}: {problem}")
-    job = create_job(session, dataset.id, body.method, body.n_clusters, params.model_dump(mode="json"), body.seed)
+    check_active_jobs(session, caller)  # locks the key's row until the commit
+    check_storage(session, caller, adding=dataset.n * 16)  # labels, confidence, a small embedding
+    job = create_job(session, dataset.id, body.method, body.n_clusters, params.model_dump(mode="json"),
+                     body.seed, owner_id=caller.key_id)
+    out = JobOut.model_validate(job)
+    claim.record(session, 202, jsonable_encoder(out), f"/jobs/{job.id}")
     session.commit()  # the worker must find the row: enqueue only after the commit
     try:
         enqueue(job.id)
@@ -54,14 +74,14 @@ def submit_job(body: JobCreate, response: Response, session: SessionDep):
         session.commit()
         raise HTTPException(503, f"the job queue is unavailable ({type(exc).__name__}); job {job.id} was not run")
     response.headers["Location"] = f"/jobs/{job.id}"
-    return job
+    return out
 
 
 @router.get("", response_model=Page[JobOut], responses=errors(422))
-def list_jobs(session: SessionDep, limit: Limit = 50, offset: Offset = 0,
+def list_jobs(session: SessionDep, caller: CallerDep, limit: Limit = 50, offset: Offset = 0,
               status: Annotated[JobStatus | None, Query()] = None,
               dataset_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None):
-    query = select(Job).order_by(Job.created_at.desc())
+    query = visible(select(Job).order_by(Job.created_at.desc()), Job, caller)
     if status:
         query = query.where(Job.status == status)
     if dataset_id:
@@ -71,14 +91,14 @@ def list_jobs(session: SessionDep, limit: Limit = 50, offset: Offset = 0,
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=errors(404))
-def get_job(job_id: str, session: SessionDep):
-    return job_or_404(session, job_id)
+def get_job(job_id: str, session: SessionDep, caller: CallerDep):
+    return job_or_404(session, job_id, caller)
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobOut, responses=errors(404, 409))
-def cancel_job(job_id: str, session: SessionDep):
+def cancel_job(job_id: str, session: SessionDep, caller: CallerDep):
     """A queued job is cancelled at once; a running one stops at its next progress step."""
-    job = job_or_404(session, job_id)
+    job = job_or_404(session, job_id, caller)
     if not request_cancel(session, job):
         raise HTTPException(409, f"job {job_id} has already {job.status}")
     session.commit()
@@ -86,8 +106,8 @@ def cancel_job(job_id: str, session: SessionDep):
     return job
 
 
-def _succeeded(session, job_id: str) -> Job:
-    job = job_or_404(session, job_id)
+def _succeeded(session, job_id: str, caller) -> Job:
+    job = job_or_404(session, job_id, caller)
     if job.status != "succeeded":
         detail = f"job {job_id} is {job.status}; results exist only once it has succeeded"
         raise HTTPException(409, detail)
@@ -96,9 +116,9 @@ def _succeeded(session, job_id: str) -> Job:
 
 @router.get("/{job_id}/assignments.csv", response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}}}, **errors(404, 409)})
-def assignments_csv(job_id: str, session: SessionDep):
+def assignments_csv(job_id: str, session: SessionDep, caller: CallerDep):
     """index,sample_id,cluster,confidence for every sample, in the order of the upload."""
-    job = _succeeded(session, job_id)
+    job = _succeeded(session, job_id, caller)
     dataset = session.get(Dataset, job.dataset_id)
     folder = job_folder(job_id)
     labels = blobs.load_array(session, f"{folder}/labels.npy")
@@ -110,15 +130,15 @@ def assignments_csv(job_id: str, session: SessionDep):
 
 @router.get("/{job_id}/embedding.npy",
             responses={200: {"content": {"application/octet-stream": {}}}, **errors(404, 409)})
-def embedding_npy(job_id: str, session: SessionDep) -> Response:
+def embedding_npy(job_id: str, session: SessionDep, caller: CallerDep) -> Response:
     """The latent embedding (n, d') as a float32 .npy file."""
-    _succeeded(session, job_id)
+    _succeeded(session, job_id, caller)
     return Response(blobs.read_bytes(session, f"{job_folder(job_id)}/embedding.npy"), media_type="application/octet-stream",
                     headers={"Content-Disposition": f'attachment; filename="{job_id}-embedding.npy"'})
 
 
 @router.get("/{job_id}/history", responses=errors(404, 409))
-def history(job_id: str, session: SessionDep) -> list[dict]:
+def history(job_id: str, session: SessionDep, caller: CallerDep) -> list[dict]:
     """Every progress record of the run: phase, step, losses, label changes, live metrics."""
-    _succeeded(session, job_id)
+    _succeeded(session, job_id, caller)
     return session.get(JobResult, job_id).history
