@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from core.io import Dataset as DatasetArrays
 from persistence import blobs
-from persistence.models import FINAL_STATES, Dataset, Job, JobResult, new_id, utcnow
+from persistence.models import FINAL_STATES, Dataset, Job, JobEvent, JobResult, new_id, utcnow
 
 
 # ---- datasets ---------------------------------------------------------------------------------
@@ -165,6 +165,23 @@ def reap_stale_jobs(session: Session, stale_after_s: float, max_attempts: int) -
                         .values(status="queued", progress=None,
                                 error="its worker stopped answering; queued again"))
     return list(requeue)
+
+
+# ---- job events (progress records, streamed live by GET /jobs/{id}/events) -----------------------
+def last_event_seq(session: Session, job_id: str) -> int:
+    """The highest stored seq of the job's events, 0 when there are none (a retried job goes on
+    from the previous attempt's, so a client resuming by seq never misses a record)."""
+    return session.scalar(select(func.max(JobEvent.seq)).where(JobEvent.job_id == job_id)) or 0
+
+
+def append_job_events(session: Session, job_id: str, first_seq: int, records: list[dict]) -> None:
+    session.add_all(JobEvent(job_id=job_id, seq=first_seq + i, record=record) for i, record in enumerate(records))
+    session.flush()
+
+
+def job_events_after(session: Session, job_id: str, after_seq: int, limit: int) -> list[JobEvent]:
+    return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after_seq)
+                                .order_by(JobEvent.seq).limit(limit)))
 
 
 def is_final(job: Job) -> bool:
