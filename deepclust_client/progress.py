@@ -22,6 +22,7 @@ class ProgressBar:
         self.bar = None
         self._phase: str | None = None
         self._phase_started_s = 0.0  # the job's elapsed_s when the phase began
+        self._last_elapsed_s = 0.0  # of the previous record: a phase begins when the one before ends
         self._shown = 0.0
 
     def update(self, record: dict) -> None:
@@ -35,10 +36,11 @@ class ProgressBar:
             # smoothing=0: the ETA is the phase's average rate, not the rate records arrive at
             self.bar = tqdm(total=total or None, desc=phase, file=self.file, unit="step", smoothing=0,
                             dynamic_ncols=True, leave=True)
-            self._phase, self._phase_started_s = phase, elapsed_s or 0.0
+            self._phase, self._phase_started_s = phase, self._last_elapsed_s
         if elapsed_s is not None:
             # Time the bar by the job's own clock, so a replayed history gives a true rate and ETA.
             self.bar.start_t = self.bar._time() - max(elapsed_s - self._phase_started_s, 0.0)
+            self._last_elapsed_s = elapsed_s
         self.bar.n = step
         postfix = {}
         loss = latest_loss(record)
