@@ -114,7 +114,8 @@ class Client:
 
     def events(self, job: str | dict, after: int = 0) -> Iterator[tuple[str, int | None, dict]]:
         """The job's Server-Sent Events as (event, seq, data): ("progress", seq, record) for
-        each record after seq `after`, then ("end", None, {status, error})."""
+        each record after seq `after`, ("keep-alive", None, {}) for the server's keep-alive
+        comments, then ("end", None, {status, error})."""
         headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after)}
         # The server sends a keep-alive every 15 s: a read that waits longer means a dead link.
         timeout = httpx.Timeout(self.http.timeout.connect, read=60.0)
@@ -155,9 +156,10 @@ class Client:
                 for event, event_seq, data in self.events(job_id, after=seq):
                     if event == "end":
                         return self.job(job_id) if data.get("status") in FINAL_STATES else None
-                    seq = event_seq or seq
-                    if bar is not None:
-                        bar.update(data)
+                    if event == "progress":
+                        seq = event_seq or seq
+                        if bar is not None:
+                            bar.update(data)
                     if deadline is not None and time.monotonic() > deadline:
                         raise TimeoutError(f"job {job_id} is not finished after the timeout")
             except ServerError:
@@ -238,7 +240,7 @@ def raise_for_status(response: httpx.Response) -> None:
 
 
 def parse_sse(lines: Iterator[str]) -> Iterator[tuple[str, int | None, dict]]:
-    """(event, id, data) for each Server-Sent Event; comments (keep-alives) are skipped."""
+    """(event, id, data) for each Server-Sent Event, ("keep-alive", None, {}) for a comment."""
     event, seq, data = "progress", None, []
     for line in lines:
         if not line:
@@ -246,7 +248,7 @@ def parse_sse(lines: Iterator[str]) -> Iterator[tuple[str, int | None, dict]]:
                 yield event, seq, json.loads("\n".join(data))
             event, seq, data = "progress", None, []
         elif line.startswith(":"):
-            continue
+            yield "keep-alive", None, {}
         else:
             field, _, value = line.partition(":")
             value = value[1:] if value.startswith(" ") else value

@@ -71,8 +71,8 @@ def deepclust(*args: str, server: str | None = None) -> subprocess.CompletedProc
 
 def read_events(url: str, job_id: str, last_event_id: int | None = None,
                 on_record=None) -> list[tuple[str, int | None, dict]]:
-    """(event, id, data) of each message until the server ends the stream; `on_record(data)`
-    is called as each record arrives."""
+    """(event, id, data) of each message (keep-alives aside) until the server ends the stream;
+    `on_record(data)` is called as each record arrives."""
     from deepclust_client.client import parse_sse
 
     headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
@@ -80,6 +80,8 @@ def read_events(url: str, job_id: str, last_event_id: int | None = None,
     with httpx.stream("GET", f"{url}/jobs/{job_id}/events", headers=headers, timeout=120) as response:
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
         for event, seq, data in parse_sse(response.iter_lines()):
+            if event == "keep-alive":
+                continue
             events.append((event, seq, data))
             if on_record and event == "progress":
                 on_record(data)
@@ -136,14 +138,40 @@ def test_events_resume_after_last_event_id(server, kmeans_job):
     assert [e[0] for e in read_events(server, job["id"], last_event_id=2)] == ["end"]
 
 
-def test_events_of_an_unknown_job_are_404_and_a_bad_last_event_id_422(server, api):
+def test_events_of_an_unknown_job_are_404_and_a_bad_last_event_id_422(server):
     response = httpx.get(f"{server}/jobs/{'f' * 32}/events")
     assert response.status_code == 404 and "not found" in response.json()["detail"]
-    job_id = api.jobs(limit=1)["items"][0]["id"]
-    assert httpx.get(f"{server}/jobs/{job_id}/events", headers={"Last-Event-ID": "x"}).status_code == 422
+    refused = httpx.get(f"{server}/jobs/{'f' * 32}/events", headers={"Last-Event-ID": "x"})
+    assert refused.status_code == 422 and "last-event-id" in refused.text
     documented = httpx.get(f"{server}/openapi.json").json()["paths"]["/jobs/{job_id}/events"]["get"]
     assert {"200", "404"} <= set(documented["responses"])
     assert "text/event-stream" in documented["responses"]["200"]["content"]
+
+
+def test_a_quiet_stream_keeps_alive_stops_when_the_client_leaves_and_at_its_time_limit(
+        server, digits_dataset, monkeypatch):
+    from api.routes import jobs as job_routes
+    from persistence.db import session_scope
+    from persistence.repository import create_job, request_cancel
+    from persistence.settings import get_settings
+
+    with session_scope() as session:  # a queued job no worker is told about: its stream stays quiet
+        job = create_job(session, digits_dataset["id"], "kmeans", 10, FAST_KMEANS | {"max_iter": 300}, 0)
+    polls, real_poll = [], job_routes._poll_events
+    monkeypatch.setattr(job_routes, "_poll_events", lambda *args: polls.append(1) or real_poll(*args))
+    monkeypatch.setattr(job_routes, "KEEPALIVE_S", 0.3)
+    with httpx.stream("GET", f"{server}/jobs/{job.id}/events", timeout=30) as response:
+        lines = response.iter_lines()
+        assert [next(lines) for _ in range(4)] == [": keep-alive", "", ": keep-alive", ""]
+    time.sleep(1.0)  # the server notices at its next poll
+    after_close = len(polls)
+    time.sleep(1.5)
+    assert len(polls) == after_close, "the stream went on polling after the client left"
+
+    monkeypatch.setattr(get_settings(), "job_time_limit_s", 1)
+    assert read_events(server, job.id) == [("end", None, {"status": "queued", "error": None})]
+    with session_scope() as session:
+        assert request_cancel(session, job)
 
 
 def test_thinning_keeps_at_most_the_limit_evenly_with_first_and_last():
