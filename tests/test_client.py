@@ -174,6 +174,34 @@ def test_a_quiet_stream_keeps_alive_stops_when_the_client_leaves_and_at_its_time
         assert request_cancel(session, job)
 
 
+def test_heartbeat_stores_each_beats_records_bounded_and_a_retry_goes_on_from_the_last_seq(digits_dataset):
+    from persistence.db import session_scope
+    from persistence.models import Job
+    from persistence.repository import claim_job, create_job, end_job, job_events_after
+    from worker.tasks import Heartbeat
+
+    with session_scope() as session:
+        job_id = create_job(session, digits_dataset["id"], "kmeans", 10, FAST_KMEANS | {"max_iter": 300}, 0).id
+    with session_scope() as session:
+        assert claim_job(session, job_id, "test", 60, 3)
+    beat = Heartbeat(job_id, 60, max_events=5)
+    for step in range(100):  # a method reporting faster than the beat
+        beat.record({"phase": "fast", "step": step, "total": 100})
+    beat.beat()
+    beat.record({"phase": "last", "step": 1, "total": 1})
+    beat.finish()
+    retry = Heartbeat(job_id, 60, max_events=5)  # the next attempt, after a lost worker
+    retry.record({"phase": "starting", "step": 0, "total": 0})
+    retry.beat()
+    with session_scope() as session:
+        events = job_events_after(session, job_id, 0, 100)
+        assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6, 7]
+        assert [e.record["step"] for e in events[:5]] == [0, 25, 50, 74, 99]
+        assert [e.record["phase"] for e in events[5:]] == ["last", "starting"]
+        assert session.get(Job, job_id).progress["phase"] == "starting"
+        end_job(session, job_id, "cancelled", "test cleanup")
+
+
 def test_thinning_keeps_at_most_the_limit_evenly_with_first_and_last():
     from worker.tasks import thin_evenly
 
