@@ -3,6 +3,7 @@
 Jobs and datasets are the API's own JSON objects (dicts); a method that takes a job or a
 dataset accepts the dict or its id.
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,8 +17,15 @@ from typing import Any, Iterator
 import httpx
 import numpy as np
 
-from deepclust_client.errors import (BY_STATUS, DeepclustError, JobCancelled, JobFailed, RateLimited, ServerError,
-                                     describe_detail)
+from deepclust_client.errors import (
+    BY_STATUS,
+    DeepclustError,
+    JobCancelled,
+    JobFailed,
+    RateLimited,
+    ServerError,
+    describe_detail,
+)
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 
@@ -62,8 +70,15 @@ class Client:
         return self._request(method, path, **kwargs).json()
 
     # ---- datasets ------------------------------------------------------------------------------
-    def upload(self, path_or_array: str | os.PathLike | np.ndarray, labels: np.ndarray | None = None, *,
-               name: str | None = None, ids: np.ndarray | None = None, **options: str) -> dict:
+    def upload(
+        self,
+        path_or_array: str | os.PathLike | np.ndarray,
+        labels: np.ndarray | None = None,
+        *,
+        name: str | None = None,
+        ids: np.ndarray | None = None,
+        **options: str,
+    ) -> dict:
         """Upload a file (.npy, .npz, .csv, .parquet; `options` such as label_column go to the
         query) or an array (sent as .npz with `labels` as y and `ids`). Returns the dataset."""
         if isinstance(path_or_array, (str, os.PathLike)):
@@ -71,9 +86,14 @@ class Client:
                 raise ValueError("labels and ids go with an array; a file carries its own")
             path = Path(path_or_array)
             params = {"name": name or path.name, **options}
-            # A raw body streamed from the file, with its length so an oversized one is refused early.
-            headers = {"Content-Type": "application/octet-stream", "Content-Length": str(path.stat().st_size)}
-            return self._json("POST", "/datasets", params=params, content=_chunks(path), headers=headers)
+            # A raw body streamed from the file, with its length: an oversized one is refused early.
+            headers = {
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(path.stat().st_size),
+            }
+            return self._json(
+                "POST", "/datasets", params=params, content=_chunks(path), headers=headers
+            )
         buffer = io.BytesIO()
         arrays = {"X": np.asarray(path_or_array)}
         if labels is not None:
@@ -81,25 +101,46 @@ class Client:
         if ids is not None:
             arrays["ids"] = np.asarray(ids)
         np.savez(buffer, **arrays)
-        return self._json("POST", "/datasets", params={"name": name or "array.npz", **options},
-                          content=buffer.getvalue(), headers={"Content-Type": "application/octet-stream"})
+        return self._json(
+            "POST",
+            "/datasets",
+            params={"name": name or "array.npz", **options},
+            content=buffer.getvalue(),
+            headers={"Content-Type": "application/octet-stream"},
+        )
 
     def dataset(self, dataset: str | dict) -> dict:
         return self._json("GET", f"/datasets/{_id(dataset)}")
 
     # ---- jobs ----------------------------------------------------------------------------------
-    def submit(self, dataset: str | dict, method: str, n_clusters: int | None = None,
-               params: dict | None = None, seed: int = 0) -> dict:
+    def submit(
+        self,
+        dataset: str | dict,
+        method: str,
+        n_clusters: int | None = None,
+        params: dict | None = None,
+        seed: int = 0,
+    ) -> dict:
         """Start a job; returns it queued. `params` omitted take the paper's defaults."""
-        body = {"dataset_id": _id(dataset), "method": method, "n_clusters": n_clusters,
-                "params": params or {}, "seed": seed}
+        body = {
+            "dataset_id": _id(dataset),
+            "method": method,
+            "n_clusters": n_clusters,
+            "params": params or {},
+            "seed": seed,
+        }
         return self._json("POST", "/jobs", json=body)
 
     def job(self, job: str | dict) -> dict:
         return self._json("GET", f"/jobs/{_id(job)}")
 
-    def jobs(self, status: str | None = None, dataset: str | dict | None = None, limit: int = 50,
-             offset: int = 0) -> dict:
+    def jobs(
+        self,
+        status: str | None = None,
+        dataset: str | dict | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> dict:
         """One page: {items, total, limit, offset}, newest first."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if status:
@@ -120,7 +161,9 @@ class Client:
         # The server sends a keep-alive every 15 s: a read that waits longer means a dead link.
         timeout = httpx.Timeout(self.http.timeout.connect, read=60.0)
         try:
-            with self.http.stream("GET", f"/jobs/{_id(job)}/events", headers=headers, timeout=timeout) as response:
+            with self.http.stream(
+                "GET", f"/jobs/{_id(job)}/events", headers=headers, timeout=timeout
+            ) as response:
                 if response.is_error:
                     response.read()
                     raise_for_status(response)
@@ -128,8 +171,13 @@ class Client:
         except httpx.HTTPError as exc:
             raise ServerError(f"the event stream of job {_id(job)} broke: {exc}") from exc
 
-    def wait(self, job: str | dict, progress: bool = True, timeout: float | None = None,
-             poll_s: float = 2.0) -> dict:
+    def wait(
+        self,
+        job: str | dict,
+        progress: bool = True,
+        timeout: float | None = None,
+        poll_s: float = 2.0,
+    ) -> dict:
         """Block until the job is final; return it when it succeeded, raise JobFailed (or
         JobCancelled) with its error otherwise. Follows the live events (showing a progress bar
         on stderr when `progress`); falls back to polling when the stream is unavailable."""
@@ -138,7 +186,9 @@ class Client:
         job_id, deadline = _id(job), None if timeout is None else time.monotonic() + timeout
         bar = ProgressBar() if progress else None
         try:
-            final = self._follow_events(job_id, bar, deadline) or self._poll(job_id, bar, deadline, poll_s)
+            final = self._follow_events(job_id, bar, deadline) or self._poll(
+                job_id, bar, deadline, poll_s
+            )
         finally:
             if bar is not None:
                 bar.close()
@@ -209,8 +259,10 @@ class Client:
 
     def embedding(self, job: str | dict) -> np.ndarray:
         """The latent embedding (n, d'), float32."""
-        return np.load(io.BytesIO(self._request("GET", f"/jobs/{_id(job)}/embedding.npy").content),
-                       allow_pickle=False)
+        return np.load(
+            io.BytesIO(self._request("GET", f"/jobs/{_id(job)}/embedding.npy").content),
+            allow_pickle=False,
+        )
 
     def history(self, job: str | dict) -> list[dict]:
         return self._json("GET", f"/jobs/{_id(job)}/history")
@@ -231,11 +283,17 @@ def raise_for_status(response: httpx.Response) -> None:
     except (ValueError, AttributeError):
         detail = response.text
     message = f"{response.status_code} {response.reason_phrase}: {describe_detail(detail)}"
-    kind = BY_STATUS.get(response.status_code, ServerError if response.status_code >= 500 else DeepclustError)
+    kind = BY_STATUS.get(
+        response.status_code, ServerError if response.status_code >= 500 else DeepclustError
+    )
     if kind is RateLimited:
         retry_after = response.headers.get("Retry-After")
-        raise RateLimited(message, response.status_code, detail,
-                          float(retry_after) if retry_after and retry_after.isdigit() else None)
+        raise RateLimited(
+            message,
+            response.status_code,
+            detail,
+            float(retry_after) if retry_after and retry_after.isdigit() else None,
+        )
     raise kind(message, response.status_code, detail)
 
 

@@ -1,4 +1,5 @@
 """Typed errors: each carries the HTTP status and the API's own message."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -35,8 +36,13 @@ class TooLarge(DeepclustError):
 class RateLimited(DeepclustError):
     """429: too many requests or jobs; `retry_after` (seconds) when the server says."""
 
-    def __init__(self, message: str, status: int | None = None, detail: Any = None,
-                 retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        detail: Any = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(message, status, detail)
         self.retry_after = retry_after
 
@@ -57,13 +63,25 @@ class JobCancelled(JobFailed):
     """The job was cancelled before it finished."""
 
 
-BY_STATUS: dict[int, type[DeepclustError]] = {400: Invalid, 422: Invalid, 401: Unauthorized, 403: Unauthorized,
-                                              404: NotFound, 409: Conflict, 413: TooLarge, 429: RateLimited}
+BY_STATUS: dict[int, type[DeepclustError]] = {
+    400: Invalid,
+    422: Invalid,
+    401: Unauthorized,
+    403: Unauthorized,
+    404: NotFound,
+    409: Conflict,
+    413: TooLarge,
+    429: RateLimited,
+}
 
 
 def describe_detail(detail: Any) -> str:
     """FastAPI's `detail`: a string, or a list of {loc, msg} for validation errors."""
     if isinstance(detail, list):
-        return "; ".join(f"{'.'.join(str(p) for p in item.get('loc', []) if p != 'body')}: {item.get('msg')}"
-                         if isinstance(item, dict) else str(item) for item in detail)
+        return "; ".join(
+            f"{'.'.join(str(p) for p in item.get('loc', []) if p != 'body')}: {item.get('msg')}"
+            if isinstance(item, dict)
+            else str(item)
+            for item in detail
+        )
     return str(detail)

@@ -1,5 +1,6 @@
 """A terminal progress bar over a job's progress records (tqdm): phase, step/total, the latest
 loss, elapsed time and ETA. One bar per phase, left on screen when the next phase starts."""
+
 from __future__ import annotations
 
 import sys
@@ -22,20 +23,33 @@ class ProgressBar:
         self.bar = None
         self._phase: str | None = None
         self._phase_started_s = 0.0  # the job's elapsed_s when the phase began
-        self._last_elapsed_s = 0.0  # of the previous record: a phase begins when the one before ends
+        self._last_elapsed_s = (
+            0.0  # of the previous record: a phase begins when the one before ends
+        )
         self._shown = 0.0
 
     def update(self, record: dict) -> None:
         from tqdm import tqdm  # the client needs only httpx; a bar is optional
 
-        phase, step, total = record.get("phase", "?"), int(record.get("step", 0)), int(record.get("total", 0))
+        phase, step, total = (
+            record.get("phase", "?"),
+            int(record.get("step", 0)),
+            int(record.get("total", 0)),
+        )
         elapsed_s = record.get("elapsed_s")
         new_phase = self.bar is None or phase != self._phase or (total or None) != self.bar.total
         if new_phase:
             self.close()
             # smoothing=0: the ETA is the phase's average rate, not the rate records arrive at
-            self.bar = tqdm(total=total or None, desc=phase, file=self.file, unit="step", smoothing=0,
-                            dynamic_ncols=True, leave=True)
+            self.bar = tqdm(
+                total=total or None,
+                desc=phase,
+                file=self.file,
+                unit="step",
+                smoothing=0,
+                dynamic_ncols=True,
+                leave=True,
+            )
             self._phase, self._phase_started_s = phase, self._last_elapsed_s
         if elapsed_s is not None:
             # Time the bar by the job's own clock, so a replayed history gives a true rate and ETA.

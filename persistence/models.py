@@ -90,7 +90,7 @@ class JobEvent(Base):
     __tablename__ = "job_events"
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True)  # 1, 2, ... across the job's attempts
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)  # 1, 2, ... across attempts
     record: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 

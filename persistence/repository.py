@@ -175,13 +175,14 @@ def last_event_seq(session: Session, job_id: str) -> int:
 
 
 def append_job_events(session: Session, job_id: str, first_seq: int, records: list[dict]) -> None:
-    session.add_all(JobEvent(job_id=job_id, seq=first_seq + i, record=record) for i, record in enumerate(records))
+    session.add_all(JobEvent(job_id=job_id, seq=first_seq + i, record=record)
+                    for i, record in enumerate(records))
     session.flush()
 
 
 def job_events_after(session: Session, job_id: str, after_seq: int, limit: int) -> list[JobEvent]:
-    return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after_seq)
-                                .order_by(JobEvent.seq).limit(limit)))
+    query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after_seq)
+    return list(session.scalars(query.order_by(JobEvent.seq).limit(limit)))
 
 
 def is_final(job: Job) -> bool:

@@ -1,5 +1,6 @@
 """The live events stream, the Python client and the server CLI, against a real uvicorn server
 (in a thread of this process) with PostgreSQL, Redis and the real Celery worker."""
+
 from __future__ import annotations
 
 import csv
@@ -17,10 +18,22 @@ import pytest
 from tests.conftest import ROOT, npz_bytes
 
 # A DEC run of a few seconds on digits: 30 pretraining epochs, then self-training.
-SHORT_DEC = {"hidden_dims": [32], "pretrain_epochs": 10, "update_interval": 20, "maxiter": 40, "n_init": 1}
-# SGD at lr 1 with momentum 0.99 on unscaled pixels diverges: the embedding is NaN and k-means refuses it.
-DIVERGING = {"hidden_dims": [32], "pretrain_epochs": 3, "pretrain_optimizer": "sgd", "pretrain_lr": 1,
-             "pretrain_momentum": 0.99, "input_scaling": "none"}
+SHORT_DEC = {
+    "hidden_dims": [32],
+    "pretrain_epochs": 10,
+    "update_interval": 20,
+    "maxiter": 40,
+    "n_init": 1,
+}
+# SGD at lr 1, momentum 0.99 on unscaled pixels diverges: the embedding is NaN, k-means refuses it.
+DIVERGING = {
+    "hidden_dims": [32],
+    "pretrain_epochs": 3,
+    "pretrain_optimizer": "sgd",
+    "pretrain_lr": 1,
+    "pretrain_momentum": 0.99,
+    "input_scaling": "none",
+}
 FAST_KMEANS = {"n_init": 1}
 
 
@@ -65,20 +78,30 @@ def kmeans_job(api, digits_dataset) -> dict:
 
 def deepclust(*args: str, server: str | None = None) -> subprocess.CompletedProcess:
     extra = ["--server", server] if server else []
-    return subprocess.run([sys.executable, "-m", "core.cli", *args, *extra], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "core.cli", *args, *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
-def read_events(url: str, job_id: str, last_event_id: int | None = None,
-                on_record=None) -> list[tuple[str, int | None, dict]]:
+def read_events(
+    url: str, job_id: str, last_event_id: int | None = None, on_record=None
+) -> list[tuple[str, int | None, dict]]:
     """(event, id, data) of each message (keep-alives aside) until the server ends the stream;
     `on_record(data)` is called as each record arrives."""
     from deepclust_client.client import parse_sse
 
     headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
     events = []
-    with httpx.stream("GET", f"{url}/jobs/{job_id}/events", headers=headers, timeout=120) as response:
-        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    with httpx.stream(
+        "GET", f"{url}/jobs/{job_id}/events", headers=headers, timeout=120
+    ) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith(
+            "text/event-stream"
+        )
         for event, seq, data in parse_sse(response.iter_lines()):
             if event == "keep-alive":
                 continue
@@ -106,11 +129,15 @@ def test_events_arrive_live_in_order_and_end_when_the_job_does(api, server, digi
     assert [seq for _, seq, _ in records] == list(range(1, len(records) + 1))
     assert records[0][2]["phase"] == "starting"
     steps = [data["step"] for _, _, data in records[1:]]
-    assert all(data["phase"] == "pretrain" for _, _, data in records[1:]) and steps == sorted(set(steps))
+    assert all(data["phase"] == "pretrain" for _, _, data in records[1:]) and steps == sorted(
+        set(steps)
+    )
     assert records[-1][2] == final["progress"]  # the last record was stored before the job ended
 
 
-def test_waiting_shows_a_bar_and_the_stream_replays_the_history(api, server, digits_dataset, capsys):
+def test_waiting_shows_a_bar_and_the_stream_replays_the_history(
+    api, server, digits_dataset, capsys
+):
     job = api.submit(digits_dataset, "dec", 10, SHORT_DEC)
     api.wait(job)
     bar = capsys.readouterr().err
@@ -149,16 +176,21 @@ def test_events_of_an_unknown_job_are_404_and_a_bad_last_event_id_422(server):
 
 
 def test_a_quiet_stream_keeps_alive_stops_when_the_client_leaves_and_at_its_time_limit(
-        server, digits_dataset, monkeypatch):
+    server, digits_dataset, monkeypatch
+):
     from api.routes import jobs as job_routes
     from persistence.db import session_scope
     from persistence.repository import create_job, request_cancel
     from persistence.settings import get_settings
 
     with session_scope() as session:  # a queued job no worker is told about: its stream stays quiet
-        job = create_job(session, digits_dataset["id"], "kmeans", 10, FAST_KMEANS | {"max_iter": 300}, 0)
+        job = create_job(
+            session, digits_dataset["id"], "kmeans", 10, FAST_KMEANS | {"max_iter": 300}, 0
+        )
     polls, real_poll = [], job_routes._poll_events
-    monkeypatch.setattr(job_routes, "_poll_events", lambda *args: polls.append(1) or real_poll(*args))
+    monkeypatch.setattr(
+        job_routes, "_poll_events", lambda *args: polls.append(1) or real_poll(*args)
+    )
     monkeypatch.setattr(job_routes, "KEEPALIVE_S", 0.3)
     with httpx.stream("GET", f"{server}/jobs/{job.id}/events", timeout=30) as response:
         lines = response.iter_lines()
@@ -174,14 +206,18 @@ def test_a_quiet_stream_keeps_alive_stops_when_the_client_leaves_and_at_its_time
         assert request_cancel(session, job)
 
 
-def test_heartbeat_stores_each_beats_records_bounded_and_a_retry_goes_on_from_the_last_seq(digits_dataset):
+def test_heartbeat_stores_each_beats_records_bounded_and_a_retry_goes_on_from_the_last_seq(
+    digits_dataset,
+):
     from persistence.db import session_scope
     from persistence.models import Job
     from persistence.repository import claim_job, create_job, end_job, job_events_after
     from worker.tasks import Heartbeat
 
     with session_scope() as session:
-        job_id = create_job(session, digits_dataset["id"], "kmeans", 10, FAST_KMEANS | {"max_iter": 300}, 0).id
+        job_id = create_job(
+            session, digits_dataset["id"], "kmeans", 10, FAST_KMEANS | {"max_iter": 300}, 0
+        ).id
     with session_scope() as session:
         assert claim_job(session, job_id, "test", 60, 3)
     beat = Heartbeat(job_id, 60, max_events=5)
@@ -214,7 +250,9 @@ def test_thinning_keeps_at_most_the_limit_evenly_with_first_and_last():
 
 
 # ---- the Python client ------------------------------------------------------------------------
-def test_client_uploads_submits_waits_and_fetches_labels_and_embedding(api, digits_dataset, kmeans_job):
+def test_client_uploads_submits_waits_and_fetches_labels_and_embedding(
+    api, digits_dataset, kmeans_job
+):
     assert digits_dataset["n"] == 1797 and digits_dataset["has_labels"]
     done = kmeans_job  # api.wait(api.submit(...)) in the fixture
     assert done["status"] == "succeeded" and done["seed"] == 1 and done["metrics"]["acc"] > 0.6
@@ -265,8 +303,21 @@ def test_cli_submit_waits_and_writes_the_csv(server, tmp_path, digits):
     X, y = digits
     data, out = tmp_path / "digits.npz", tmp_path / "labels.csv"
     data.write_bytes(npz_bytes(X=X, y=y))
-    done = deepclust("submit", str(data), "--method", "kmeans", "--clusters", "10", "--params",
-                     json.dumps(FAST_KMEANS), "--seed", "2", "--out", str(out), server=server)
+    done = deepclust(
+        "submit",
+        str(data),
+        "--method",
+        "kmeans",
+        "--clusters",
+        "10",
+        "--params",
+        json.dumps(FAST_KMEANS),
+        "--seed",
+        "2",
+        "--out",
+        str(out),
+        server=server,
+    )
     assert done.returncode == 0, done.stderr
     job = json.loads(done.stdout)
     assert job["status"] == "succeeded" and job["seed"] == 2 and job["metrics"]["acc"] > 0.6
@@ -281,8 +332,21 @@ def test_a_failed_job_exits_the_cli_non_zero_and_raises_job_failed(api, server, 
     X, _ = digits
     data = tmp_path / "digits.npy"
     np.save(data, X)
-    done = deepclust("submit", str(data), "-m", "ae_kmeans", "-k", "10", "--params", json.dumps(DIVERGING),
-                     "--wait", "--quiet", "--out", str(tmp_path / "never.csv"), server=server)
+    done = deepclust(
+        "submit",
+        str(data),
+        "-m",
+        "ae_kmeans",
+        "-k",
+        "10",
+        "--params",
+        json.dumps(DIVERGING),
+        "--wait",
+        "--quiet",
+        "--out",
+        str(tmp_path / "never.csv"),
+        server=server,
+    )
     assert done.returncode == 1
     assert "failed: ValueError" in done.stderr and "NaN" in done.stderr
     assert not (tmp_path / "never.csv").exists()
@@ -291,7 +355,11 @@ def test_a_failed_job_exits_the_cli_non_zero_and_raises_job_failed(api, server, 
         api.wait(job_id, progress=False)
     assert failed.value.job["status"] == "failed" and failed.value.error in done.stderr
     refused = deepclust("submit", str(data), "-m", "kmeans", "-k", "1", server=server)
-    assert refused.returncode == 2 and "n_clusters" in refused.stderr and "Traceback" not in refused.stderr
+    assert (
+        refused.returncode == 2
+        and "n_clusters" in refused.stderr
+        and "Traceback" not in refused.stderr
+    )
     nowhere = deepclust("jobs")
     assert nowhere.returncode == 2 and "DEEPCLUST_SERVER" in nowhere.stderr
 
@@ -310,7 +378,10 @@ def test_cli_cancel_status_and_jobs(api, server, digits_dataset):
     assert status.returncode == 0 and json.loads(status.stdout)["status"] == "cancelled"
     listed = deepclust("jobs", "--status", "cancelled", "--limit", "500", server=server)
     assert listed.returncode == 0
-    assert any(line.split("\t")[:3] == [job["id"], "cancelled", "dec"] for line in listed.stdout.splitlines())
+    assert any(
+        line.split("\t")[:3] == [job["id"], "cancelled", "dec"]
+        for line in listed.stdout.splitlines()
+    )
     again = deepclust("cancel", job["id"], server=server)
     assert again.returncode == 2 and "409" in again.stderr
     unknown = deepclust("status", "f" * 32, server=server)

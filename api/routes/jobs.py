@@ -18,8 +18,8 @@ from core.registry import get_method
 from persistence import blobs
 from persistence.db import session_scope
 from persistence.models import FINAL_STATES, Dataset, Job, JobResult
-from persistence.repository import (create_job, dataset_folder, end_job, job_events_after, job_folder, page,
-                                    request_cancel)
+from persistence.repository import (create_job, dataset_folder, end_job, job_events_after,
+                                    job_folder, page, request_cancel)
 from persistence.settings import get_settings
 from worker.celery_app import enqueue
 
@@ -131,30 +131,39 @@ def history(job_id: str, session: SessionDep) -> list[dict]:
 
 # ---- live progress: Server-Sent Events ----------------------------------------------------------
 EVENTS_POLL_S = 0.5  # how often the stream looks for new records
-KEEPALIVE_S = 15.0  # a comment line after this long without data keeps proxies from closing the stream
+KEEPALIVE_S = 15.0  # a comment after this long without data: proxies keep the stream open
 EVENTS_PER_POLL = 500
 
 EVENTS_DOC = """Each progress record as an SSE message: `id: <seq>` and `data: <record JSON>` (the
 records of GET /jobs/{id}/history, thinned evenly when a method reports more than
 DEEPCLUST_EVENTS_PER_BEAT of them per heartbeat), first those stored so far, then new ones
 as the worker reports them, and finally `event: end` with `data: {"status", "error"}` once the
-job is final (or when the stream reaches the job time limit; the status then says the job
-is still running). `: keep-alive` comments come every 15 s of silence. A client that
-reconnects with the `Last-Event-ID` header gets only the records after that seq."""
+job is final (or `deleted`; or, when the stream reaches the job time limit, the job's current
+status, queued or running: reconnect or poll). `: keep-alive` comments come every 15 s of
+silence. A client that reconnects with the `Last-Event-ID` header gets only the records
+after that seq."""
 
 
-@router.get("/{job_id}/events", response_class=StreamingResponse, description=EVENTS_DOC, responses={
-    200: {"content": {"text/event-stream": {"example": 'id: 1\ndata: {"phase": "starting", "step": 0, '
-                                                     '"total": 0}\n\nevent: end\ndata: {"status": '
-                                                     '"succeeded", "error": null}\n\n'}},
+SSE_EXAMPLE = ('id: 1\ndata: {"phase": "starting", "step": 0, "total": 0}\n\n'
+               'event: end\ndata: {"status": "succeeded", "error": null}\n\n')
+ResumeAfter = Annotated[int | None, Header(ge=0, description="resume after this seq")]
+
+
+EVENTS_RESPONSES = {
+    200: {"content": {"text/event-stream": {"example": SSE_EXAMPLE}},
           "description": "the job's progress records, then `event: end`"},
     404: {"description": "no job with this id"},
-    422: {"description": "Last-Event-ID is not a non-negative integer"}})
+    422: {"description": "Last-Event-ID is not a non-negative integer"},
+}
+
+
+@router.get("/{job_id}/events", response_class=StreamingResponse, description=EVENTS_DOC,
+            responses=EVENTS_RESPONSES)
 async def job_events(job_id: str, request: Request,
-                     last_event_id: Annotated[int | None, Header(ge=0, description="resume after this seq")]
-                     = None) -> StreamingResponse:
+                     last_event_id: ResumeAfter = None) -> StreamingResponse:
     await run_in_threadpool(_job_exists_or_404, job_id)
-    return StreamingResponse(_event_stream(request, job_id, last_event_id or 0), media_type="text/event-stream",
+    return StreamingResponse(_event_stream(request, job_id, last_event_id or 0),
+                             media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -163,7 +172,7 @@ def _job_exists_or_404(job_id: str) -> None:
         job_or_404(session, job_id)
 
 
-def _poll_events(job_id: str, after_seq: int) -> tuple[str | None, str | None, list[tuple[int, dict]]]:
+def _poll_events(job_id: str, after_seq: int) -> tuple[str | None, str | None, list]:
     """The job's status and error, then its records after `after_seq`. In this order: a status
     read as final was written after the worker's last records, so the read that follows has them."""
     with session_scope() as session:  # one short session per poll: no connection held while waiting
@@ -186,7 +195,8 @@ async def _event_stream(request: Request, job_id: str, after_seq: int) -> AsyncI
         if len(events) == EVENTS_PER_POLL:
             continue  # more are waiting
         if status is None or status in FINAL_STATES or time.monotonic() > deadline:
-            yield f"event: end\ndata: {json.dumps({'status': status or 'deleted', 'error': error})}\n\n"
+            end = {"status": status or "deleted", "error": error}
+            yield f"event: end\ndata: {json.dumps(end)}\n\n"
             return
         if time.monotonic() - last_sent >= KEEPALIVE_S:
             yield ": keep-alive\n\n"

@@ -4,6 +4,7 @@ Revision ID: 0005
 Revises: 0002
 Create Date: 2026-11-29
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -19,7 +20,9 @@ def upgrade() -> None:
         sa.Column("job_id", sa.String(32), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("record", sa.JSON(), nullable=False),
-        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name="fk_job_events_job_id_jobs", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name="fk_job_events_job_id_jobs", ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("job_id", "seq", name="pk_job_events"),
     )
 
