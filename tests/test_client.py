@@ -367,11 +367,17 @@ def test_a_failed_job_exits_the_cli_non_zero_and_raises_job_failed(api, server, 
 def test_cli_cancel_status_and_jobs(api, server, digits_dataset):
     from deepclust_client import Conflict, JobCancelled
 
-    job = api.submit(digits_dataset, "dec", 10, {"pretrain_epochs": 5000})
+    from persistence.db import session_scope
+    from persistence.repository import create_job
+
+    # A queued job no worker is told about (cancelling a running one: the events test above).
+    with session_scope() as session:
+        job = {"id": create_job(session, digits_dataset["id"], "dec", 10, {}, 0).id}
     cancelled = deepclust("cancel", job["id"], server=server)
-    assert cancelled.returncode == 0 and job["id"] in cancelled.stdout
-    with pytest.raises(JobCancelled):
+    assert cancelled.returncode == 0 and f"job {job['id']} cancelled" in cancelled.stdout
+    with pytest.raises(JobCancelled) as waited:
         api.wait(job, progress=False, timeout=60)
+    assert waited.value.error == "cancelled before it started"
     with pytest.raises(Conflict, match="results exist only once it has succeeded"):
         api.labels(job)
     status = deepclust("status", job["id"], server=server)
