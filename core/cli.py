@@ -6,6 +6,8 @@
 
 `run` prints one JSON line (metrics when the data has labels, wall time, peak memory,
 device, versions, params); `--results FILE` also appends that line to FILE (bench/).
+Its progress goes to stderr: a bar on a terminal, JSON lines when stderr is piped.
+`submit`, `jobs`, `status` and `cancel` talk to a server (deepclust_client.cli).
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pydantic import ValidationError
+
+from deepclust_client.cli import add_server_commands
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,9 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     from persistence.keys_cli import add_keys_parser, run_keys
 
     add_keys_parser(sub)
+    add_server_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "keys":
         return run_keys(args)
+    if hasattr(args, "func"):
+        return args.func(args)
     if args.command == "methods":
         from core import list_methods
 
@@ -92,8 +99,16 @@ def run_file(args: argparse.Namespace) -> dict:
     if problem:
         raise ValueError(f"{args.method}: {problem}")
 
+    bar = None
+    if not args.quiet and sys.stderr.isatty():
+        from deepclust_client.progress import ProgressBar
+
+        bar = ProgressBar(sys.stderr)
+
     def show(record: dict) -> None:
-        if not args.quiet:
+        if bar is not None:
+            bar.update(record)
+        elif not args.quiet:  # piped: one JSON line per record, for scripts
             print(json.dumps(record), file=sys.stderr, flush=True)
 
     if args.threads:
@@ -101,7 +116,11 @@ def run_file(args: argparse.Namespace) -> dict:
     monitor = (lambda labels: evaluate(data.y, labels)) if data.y is not None and args.history_out else None
     ctx = Context(seed=args.seed, device=device, on_progress=show, cache_dir=args.cache_dir, monitor=monitor)
     started = time.perf_counter()
-    result = method.fit(data.X, args.clusters, params, ctx)
+    try:
+        result = method.fit(data.X, args.clusters, params, ctx)
+    finally:
+        if bar is not None:
+            bar.close()
     wall_s = time.perf_counter() - started
     metrics = result_metrics(result.labels, result.embedding, args.clusters, data.y, seed=args.seed)
     if args.out:

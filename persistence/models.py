@@ -95,6 +95,16 @@ class JobResult(Base):
     embedding_shape: Mapped[list[Any]] = mapped_column(JSON)
 
 
+class JobEvent(Base):
+    """One progress record of a job, appended while it runs (GET /jobs/{id}/events streams them)."""
+
+    __tablename__ = "job_events"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)  # 1, 2, ... across attempts
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class BlobPart(Base):
     """Array files stored in the database, split in parts (bytea/BLOB rows stay small)."""
 

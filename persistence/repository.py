@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from core.io import Dataset as DatasetArrays
 from core.io import DatasetStream
 from persistence import blobs
-from persistence.models import BUILTIN_OWNER, FINAL_STATES, Dataset, Job, JobResult, new_id, utcnow
+from persistence.models import (BUILTIN_OWNER, FINAL_STATES, Dataset, Job, JobEvent, JobResult, new_id,
+                               utcnow)
 
 
 # ---- datasets ---------------------------------------------------------------------------------
@@ -247,6 +248,24 @@ def mark_resent(session: Session, job_id: str, seconds: float) -> bool:
                           or_(Job.enqueued_at.is_(None), Job.enqueued_at < now - timedelta(seconds=seconds)))
         .values(enqueued_at=now)
     ).rowcount == 1
+
+
+# ---- job events (progress records, streamed live by GET /jobs/{id}/events) -----------------------
+def last_event_seq(session: Session, job_id: str) -> int:
+    """The highest stored seq of the job's events, 0 when there are none (a retried job goes on
+    from the previous attempt's, so a client resuming by seq never misses a record)."""
+    return session.scalar(select(func.max(JobEvent.seq)).where(JobEvent.job_id == job_id)) or 0
+
+
+def append_job_events(session: Session, job_id: str, first_seq: int, records: list[dict]) -> None:
+    session.add_all(JobEvent(job_id=job_id, seq=first_seq + i, record=record)
+                    for i, record in enumerate(records))
+    session.flush()
+
+
+def job_events_after(session: Session, job_id: str, after_seq: int, limit: int) -> list[JobEvent]:
+    query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after_seq)
+    return list(session.scalars(query.order_by(JobEvent.seq).limit(limit)))
 
 
 def is_final(job: Job) -> bool:

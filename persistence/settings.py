@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     job_soft_time_limit_s: int = 6 * 3600
     job_time_limit_s: int = 6 * 3600 + 300
     heartbeat_s: float = 2.0
+    # Progress records stored per heartbeat at most (a method reporting faster is thinned evenly).
+    events_per_beat: int = Field(50, ge=2)
     stale_after_s: float = 120.0  # a running job whose heartbeat is older is taken as lost
     max_attempts: int = 3  # deliveries of one job before it is failed (bounded retries)
     reap_every_s: float = 15.0

@@ -66,3 +66,43 @@ def test_methods_prints_every_schema():
     names = {m["name"]: m for m in json.loads(done.stdout)}
     assert {"kmeans", "ae_kmeans", "dec", "idec"} <= set(names)
     assert names["dec"]["params_schema"]["properties"]["tol"]["default"] == 0.001
+
+
+def test_run_shows_a_progress_bar_on_a_terminal_and_json_lines_when_piped(tmp_path, digits):
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import termios
+
+    X, y = digits
+    data = tmp_path / "digits.npz"
+    data.write_bytes(npz_bytes(X=X[:300], y=y[:300]))
+    args = ["run", str(data), "--method", "ae_kmeans", "-k", "10", "--params",
+            '{"pretrain_epochs": 3, "hidden_dims": [32]}']
+    terminal, stderr = pty.openpty()
+    fcntl.ioctl(stderr, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # 120 columns
+    process = subprocess.Popen([sys.executable, "-m", "core.cli", *args], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=stderr)
+    os.close(stderr)
+    shown = b""
+    while select.select([terminal], [], [], 300)[0]:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # EIO: the command ended and closed its terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(terminal)
+    assert process.wait(timeout=60) == 0
+    bar = shown.decode()
+    assert "pretrain" in bar and "3/3" in bar and "loss=" in bar and "kmeans" in bar
+    assert '{"phase"' not in bar
+    assert json.loads(process.stdout.read())["n"] == 300
+
+    piped = deepclust(*args)  # stderr is a pipe: one JSON line per record, as before
+    assert piped.returncode == 0, piped.stderr
+    records = [json.loads(line) for line in piped.stderr.splitlines() if line.startswith("{")]
+    assert [r["phase"] for r in records].count("pretrain") == 3 and "\r" not in piped.stderr

@@ -16,7 +16,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from persistence.db import session_scope
 from persistence.models import Dataset, Job
-from persistence.repository import claim_job, end_job, finish_job, heartbeat, load_dataset_arrays
+from persistence.repository import (append_job_events, claim_job, end_job, finish_job, heartbeat,
+                                    last_event_seq, load_dataset_arrays)
 from persistence.settings import get_settings
 from worker.celery_app import app
 
@@ -24,27 +25,66 @@ log = logging.getLogger(__name__)
 
 
 class Heartbeat(threading.Thread):
-    """Every `interval` s: mark the job alive, save its latest progress, read its cancel flag."""
+    """Every `interval` s: mark the job alive, save its latest progress, append the records
+    reported since the last beat to job_events (at most `max_events`, thinned evenly when a
+    method reports faster) and read its cancel flag."""
 
-    def __init__(self, job_id: str, interval: float):
+    def __init__(self, job_id: str, interval: float, max_events: int):
         super().__init__(daemon=True, name=f"heartbeat-{job_id}")
-        self.job_id, self.interval = job_id, interval
+        self.job_id, self.interval, self.max_events = job_id, interval, max_events
         self.latest: dict | None = None
         self.device: str | None = None
         self.cancelled = threading.Event()
         self.stopped = threading.Event()
+        self._pending: list[dict] = []
+        self._pending_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # the job's thread also beats (first and last)
+        self._next_seq: int | None = None
+
+    def record(self, record: dict) -> None:
+        """Context.on_progress: called by the method, in the job's thread."""
+        with self._pending_lock:
+            self.latest = record
+            self._pending.append(record)
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
             self.beat()
 
+    def finish(self) -> None:
+        """Stop beating and store what is left, before the job's final state is written: a
+        stream that sees the job final has every record by then."""
+        self.stopped.set()
+        if self.is_alive() and self is not threading.current_thread():
+            self.join()
+        self.beat()
+
     def beat(self) -> None:
-        try:
-            with session_scope() as session:
-                if heartbeat(session, self.job_id, self.latest, self.device):
-                    self.cancelled.set()
-        except Exception:  # a database hiccup must not kill the job; the next beat retries
-            log.exception("heartbeat for job %s failed", self.job_id)
+        with self._write_lock:
+            with self._pending_lock:
+                records = thin_evenly(self._pending, self.max_events)
+                self._pending = []
+            try:
+                with session_scope() as session:
+                    if self._next_seq is None:
+                        self._next_seq = last_event_seq(session, self.job_id) + 1
+                    append_job_events(session, self.job_id, self._next_seq, records)
+                    if heartbeat(session, self.job_id, self.latest, self.device):
+                        self.cancelled.set()
+                self._next_seq += len(records)
+            except Exception:  # a database hiccup must not kill the job; the next beat retries
+                log.exception("heartbeat for job %s failed", self.job_id)
+                self._next_seq = None  # read it again: another attempt may have written
+                with self._pending_lock:
+                    self._pending[:0] = records
+
+
+def thin_evenly(records: list[dict], limit: int) -> list[dict]:
+    """At most `limit` records, evenly spaced, always keeping the first and the last."""
+    if len(records) <= limit:
+        return records
+    step = (len(records) - 1) / (limit - 1)
+    return [records[round(i * step)] for i in range(limit)]
 
 
 @app.task(name="deepclust.run_job")
@@ -55,7 +95,7 @@ def run_job(job_id: str) -> str:
         if not claim_job(session, job_id, worker_name, settings.stale_after_s, settings.max_attempts):
             log.info("job %s is not claimable (already taken, finished or cancelled)", job_id)
             return "skipped"
-    beat = Heartbeat(job_id, settings.heartbeat_s)
+    beat = Heartbeat(job_id, settings.heartbeat_s, settings.events_per_beat)
     beat.start()
     started = time.perf_counter()
     device = None
@@ -77,21 +117,23 @@ def run_job(job_id: str) -> str:
         y_true = data.y
         ctx = Context(
             seed=seed,
-            on_progress=lambda record: setattr(beat, "latest", record),
+            on_progress=beat.record,
             is_cancelled=beat.cancelled.is_set,
             monitor=(lambda labels: evaluate(y_true, labels)) if y_true is not None else None,
         )
         device = beat.device = ctx.device
-        beat.latest = {"phase": "starting", "step": 0, "total": 0}
+        beat.record({"phase": "starting", "step": 0, "total": 0})
         beat.beat()
         try:
             result = method.fit(data.X, n_clusters, params, ctx)
         except JobCancelled as exc:
+            beat.finish()
             with session_scope() as session:
                 end_job(session, job_id, "cancelled", str(exc), progress=beat.latest, device=device)
             return "cancelled"
         metrics = result_metrics(result.labels, result.embedding, n_clusters, y_true, seed=seed)
         metrics.update(result.extras)
+        beat.finish()
         with session_scope() as session:
             finished = finish_job(
                 session, job_id, labels=result.labels, confidence=result.confidence, embedding=result.embedding,
@@ -104,10 +146,12 @@ def run_job(job_id: str) -> str:
             return "cancelled"
         return "succeeded"
     except SoftTimeLimitExceeded:
+        beat.finish()
         _fail(job_id, f"stopped at the time limit of {settings.job_soft_time_limit_s} s", device)
         return "failed"
     except Exception as exc:
         log.exception("job %s failed", job_id)
+        beat.finish()
         _fail(job_id, f"{type(exc).__name__}: {exc}", device)
         return "failed"
     finally:

@@ -1,10 +1,14 @@
-from typing import Annotated
+import asyncio
+import json
+import time
+from typing import Annotated, AsyncIterator
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import CallerDep, authenticate, check_active_jobs, check_storage
 from api.deps import (Limit, Offset, SessionDep, errors, job_or_404, memory_budget, unprocessable,
@@ -16,9 +20,11 @@ from core.io import assignment_csv_chunks
 from core.registry import get_method
 from core.resources import job_memory_problem
 from persistence import blobs
-from persistence.models import Dataset, Job, JobResult
-from persistence.repository import (create_job, dataset_folder, end_job, job_folder, lock_dataset, page,
-                                    request_cancel)
+from persistence.db import session_scope
+from persistence.models import FINAL_STATES, Dataset, Job, JobResult
+from persistence.repository import (create_job, dataset_folder, end_job, job_events_after,
+                                    job_folder, lock_dataset, page, request_cancel)
+from persistence.settings import get_settings
 from worker.celery_app import enqueue
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(authenticate)],
@@ -142,3 +148,80 @@ def history(job_id: str, session: SessionDep, caller: CallerDep) -> list[dict]:
     """Every progress record of the run: phase, step, losses, label changes, live metrics."""
     _succeeded(session, job_id, caller)
     return session.get(JobResult, job_id).history
+
+
+# ---- live progress: Server-Sent Events ----------------------------------------------------------
+EVENTS_POLL_S = 0.5  # how often the stream looks for new records
+KEEPALIVE_S = 15.0  # a comment after this long without data: proxies keep the stream open
+EVENTS_PER_POLL = 500
+
+EVENTS_DOC = """Each progress record as an SSE message: `id: <seq>` and `data: <record JSON>` (the
+records of GET /jobs/{id}/history, thinned evenly when a method reports more than
+DEEPCLUST_EVENTS_PER_BEAT of them per heartbeat), first those stored so far, then new ones
+as the worker reports them, and finally `event: end` with `data: {"status", "error"}` once the
+job is final (or `deleted`; or, when the stream reaches the job time limit, the job's current
+status, queued or running: reconnect or poll). `: keep-alive` comments come every 15 s of
+silence. A client that reconnects with the `Last-Event-ID` header gets only the records
+after that seq."""
+
+
+SSE_EXAMPLE = ('id: 1\ndata: {"phase": "starting", "step": 0, "total": 0}\n\n'
+               'event: end\ndata: {"status": "succeeded", "error": null}\n\n')
+ResumeAfter = Annotated[int | None, Header(ge=0, description="resume after this seq")]
+
+
+EVENTS_RESPONSES = {
+    200: {"content": {"text/event-stream": {"example": SSE_EXAMPLE}},
+          "description": "the job's progress records, then `event: end`"},
+    404: {"description": "no job with this id"},
+    422: {"description": "Last-Event-ID is not a non-negative integer"},
+}
+
+
+@router.get("/{job_id}/events", response_class=StreamingResponse, description=EVENTS_DOC,
+            responses=EVENTS_RESPONSES)
+async def job_events(job_id: str, request: Request, caller: CallerDep,
+                     last_event_id: ResumeAfter = None) -> StreamingResponse:
+    await run_in_threadpool(_job_exists_or_404, job_id, caller)
+    return StreamingResponse(_event_stream(request, job_id, last_event_id or 0),
+                             media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _job_exists_or_404(job_id: str, caller) -> None:
+    with session_scope() as session:
+        job_or_404(session, job_id, caller)
+
+
+def _poll_events(job_id: str, after_seq: int) -> tuple[str | None, str | None, list]:
+    """The job's status and error, then its records after `after_seq`. In this order: a status
+    read as final was written after the worker's last records, so the read that follows has them."""
+    with session_scope() as session:  # one short session per poll: no connection held while waiting
+        job = session.get(Job, job_id)
+        if job is None:  # deleted with its dataset meanwhile
+            return None, None, []
+        status, error = job.status, job.error
+        events = job_events_after(session, job_id, after_seq, EVENTS_PER_POLL)
+        return status, error, [(event.seq, event.record) for event in events]
+
+
+async def _event_stream(request: Request, job_id: str, after_seq: int) -> AsyncIterator[str]:
+    deadline = time.monotonic() + get_settings().job_time_limit_s
+    last_sent = time.monotonic()
+    while True:
+        status, error, events = await run_in_threadpool(_poll_events, job_id, after_seq)
+        for seq, record in events:
+            yield f"id: {seq}\ndata: {json.dumps(record)}\n\n"
+            after_seq, last_sent = seq, time.monotonic()
+        if len(events) == EVENTS_PER_POLL:
+            continue  # more are waiting
+        if status is None or status in FINAL_STATES or time.monotonic() > deadline:
+            end = {"status": status or "deleted", "error": error}
+            yield f"event: end\ndata: {json.dumps(end)}\n\n"
+            return
+        if time.monotonic() - last_sent >= KEEPALIVE_S:
+            yield ": keep-alive\n\n"
+            last_sent = time.monotonic()
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(EVENTS_POLL_S)

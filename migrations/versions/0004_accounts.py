@@ -5,7 +5,7 @@ as it; admins see its rows). Datasets' stored bytes are backfilled with their up
 results' with 0: close enough for a quota, exact for everything stored from now on.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-29
 """
 import sqlalchemy as sa
