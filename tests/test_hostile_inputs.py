@@ -457,6 +457,21 @@ def test_file_names_with_nul_or_over_255_characters_are_sanitised(client):
     assert uploads_left() == []
 
 
+def test_local_blob_store_keeps_no_partial_file_of_a_refused_upload(client, monkeypatch):
+    from persistence.settings import get_settings
+
+    monkeypatch.setattr(get_settings(), "blob_store", "local")
+    blobs = Path(DATA_DIR) / "blobs" / "datasets"
+    kept = set(blobs.iterdir()) if blobs.exists() else set()
+    response = client.post("/datasets", files={"file": ("late.npy", npy(LATE_NAN))})
+    assert response.status_code == 422 and "row 2099999" in response.text
+    assert (set(blobs.iterdir()) if blobs.exists() else set()) == kept
+    response = client.post("/datasets", files={"file": ("good.npy", NPY)})
+    assert response.status_code == 201, response.text
+    stored = blobs / response.json()["id"] / "X.npy"
+    assert np.array_equal(np.load(stored), GOOD_X) and uploads_left() == []
+
+
 def test_raw_body_with_curls_form_content_type_is_still_an_upload(client):
     response = client.post(
         "/datasets",
