@@ -102,20 +102,27 @@ def worker(database):
 
 
 @pytest.fixture(scope="session")
-def client(database):
-    """The API in this process, sending an admin key's token (DEEPCLUST_AUTH is `keys` here)
-    whose limits no test reaches; tests of keys and limits make their own (tests/test_accounts.py)."""
-    from fastapi.testclient import TestClient
-
-    from api.main import app
+def admin_token(database) -> str:
+    """An admin API key whose limits no test reaches (DEEPCLUST_AUTH is `keys` here); send it as
+    `Authorization: Bearer <token>`. Tests of keys and limits make their own (test_accounts.py)."""
     from persistence.accounts import create_key
     from persistence.db import session_scope
 
     with session_scope() as session:
         _, token = create_key(session, "tests", admin=True, max_active_jobs=100_000, max_storage_mb=1 << 30,
                               requests_per_minute=10**9)
+    return token
+
+
+@pytest.fixture(scope="session")
+def client(database, admin_token):
+    """The API in this process, sending the admin key by default."""
+    from fastapi.testclient import TestClient
+
+    from api.main import app
+
     with TestClient(app) as c:  # runs the lifespan: the lost-job reaper is live
-        c.headers["Authorization"] = f"Bearer {token}"
+        c.headers["Authorization"] = f"Bearer {admin_token}"
         yield c
 
 
