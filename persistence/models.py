@@ -49,9 +49,11 @@ class Dataset(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)  # of the upload
     stats: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    owner_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True, default=BUILTIN_OWNER)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True,
+                                          default=BUILTIN_OWNER)
     stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # its arrays, as stored
-    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)  # upload, last job
+    # the upload or its last job's submission (retention)
+    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Job(Base):
@@ -74,11 +76,13 @@ class Job(Base):
     versions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     wall_s: Mapped[float | None] = mapped_column(Float)
     peak_mb: Mapped[float | None] = mapped_column(Float)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                 index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    owner_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True, default=BUILTIN_OWNER)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True,
+                                          default=BUILTIN_OWNER)
     stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # its result arrays
 
 
@@ -143,4 +147,5 @@ class IdempotencyRecord(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     location: Mapped[str | None] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                 index=True)

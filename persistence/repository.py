@@ -81,9 +81,10 @@ def create_job(session: Session, dataset_id: str, method: str, n_clusters: int |
                seed: int, owner_id: str = BUILTIN_OWNER) -> Job:
     now = utcnow()
     job = Job(id=new_id(), dataset_id=dataset_id, method=method, n_clusters=n_clusters, params=params,
-              seed=seed, status="queued", attempts=0, cancel_requested=False, created_at=now, owner_id=owner_id,
-              stored_bytes=0)
-    session.execute(update(Dataset).where(Dataset.id == dataset_id).values(last_used_at=now))  # retention
+              seed=seed, status="queued", attempts=0, cancel_requested=False, created_at=now,
+              owner_id=owner_id, stored_bytes=0)
+    # a dataset in use is kept by the retention sweep
+    session.execute(update(Dataset).where(Dataset.id == dataset_id).values(last_used_at=now))
     session.add(job)
     session.flush()
     return job

@@ -109,8 +109,8 @@ def admin_token(database) -> str:
     from persistence.db import session_scope
 
     with session_scope() as session:
-        _, token = create_key(session, "tests", admin=True, max_active_jobs=100_000, max_storage_mb=1 << 30,
-                              requests_per_minute=10**9)
+        _, token = create_key(session, "tests", admin=True, max_active_jobs=100_000,
+                              max_storage_mb=1 << 30, requests_per_minute=10**9)
     return token
 
 

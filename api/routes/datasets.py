@@ -41,7 +41,8 @@ async def upload_dataset(request: Request, response: Response, caller: CallerDep
         except UploadTooLarge:
             if limit == get_settings().max_upload_bytes:
                 raise
-            raise HTTPException(413, f"upload is larger than this key's upload limit of {limit} bytes") from None
+            detail = f"upload is larger than this key's upload limit of {limit} bytes"
+            raise HTTPException(413, detail) from None
         name = name or filename
         if format is None and name is None:
             raise unprocessable(["query", "format"], "say the file type: send a file name or ?format=npz")

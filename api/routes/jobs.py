@@ -45,7 +45,7 @@ def _submit(body: JobCreate, response: Response, session, caller, claim: Claim) 
         raise HTTPException(422, [{"loc": ["body", "params", *e["loc"]], "msg": e["msg"], "type": e["type"]}
                                   for e in exc.errors(include_url=False, include_context=False)]) from None
     dataset = session.get(Dataset, body.dataset_id)
-    if dataset is None or not caller.may_see(dataset):  # another key's dataset reads as a missing one
+    if dataset is None or not caller.may_see(dataset):  # another key's: answered as a missing one
         raise unprocessable(["body", "dataset_id"], f"dataset {body.dataset_id} does not exist")
     problem = method.accepts.problem(tuple(dataset.shape), body.n_clusters)
     if problem:
@@ -59,7 +59,8 @@ def _submit(body: JobCreate, response: Response, session, caller, claim: Claim) 
             raise unprocessable(["body", "dataset_id"], f"{body.method}: {problem}")
     check_active_jobs(session, caller)  # locks the key's row until the commit
     check_storage(session, caller, adding=dataset.n * 16)  # labels, confidence, a small embedding
-    job = create_job(session, dataset.id, body.method, body.n_clusters, params.model_dump(mode="json"), body.seed,
+    params_json = params.model_dump(mode="json")
+    job = create_job(session, dataset.id, body.method, body.n_clusters, params_json, body.seed,
                      owner_id=caller.key_id)
     out = JobOut.model_validate(job)
     claim.record(session, 202, jsonable_encoder(out), f"/jobs/{job.id}")
