@@ -5,6 +5,7 @@ Every data route depends on `authenticate`: with DEEPCLUST_AUTH=keys it needs
 per-minute limit (429 beyond it). With `none` (the embedded default on 127.0.0.1) every
 request acts as the built-in owner, as an admin with no limits.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ from persistence.settings import get_settings
 
 ACTIVE_JOBS_RETRY_S = 30  # a job rarely ends sooner; GET /me shows the active count meanwhile
 
-bearer = HTTPBearer(auto_error=False, description="an API key: `deepclust keys create NAME` or POST /keys")
+bearer = HTTPBearer(
+    auto_error=False, description="an API key: `deepclust keys create NAME` or POST /keys"
+)
 
 
 @dataclass(frozen=True)
@@ -37,14 +40,18 @@ class Caller:
         return self.is_admin or row.owner_id == self.key_id
 
 
-NOBODY = Caller(key_id=BUILTIN_OWNER, name="built-in (DEEPCLUST_AUTH=none)", is_admin=True, limits=None)
+NOBODY = Caller(
+    key_id=BUILTIN_OWNER, name="built-in (DEEPCLUST_AUTH=none)", is_admin=True, limits=None
+)
 
 
 def unauthorized(message: str) -> HTTPException:
     return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def authenticate(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
+def authenticate(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
     if get_settings().auth_mode == "none":
         return NOBODY
     if credentials is None:
@@ -53,11 +60,17 @@ def authenticate(credentials: Annotated[HTTPAuthorizationCredentials | None, Dep
         key = accounts.key_for_token(session, credentials.credentials)
         if key is None:
             raise unauthorized("the API key is invalid or revoked")
-        caller = Caller(key_id=key.id, name=key.name, is_admin=key.is_admin, limits=accounts.limits_of(key))
+        caller = Caller(
+            key_id=key.id, name=key.name, is_admin=key.is_admin, limits=accounts.limits_of(key)
+        )
         count, retry_after = accounts.count_request(session, key.id)
     if count > caller.limits.requests_per_minute:
-        raise HTTPException(429, f"request rate limit of {caller.limits.requests_per_minute} per minute reached "
-                                 f"({count} requests this minute)", headers={"Retry-After": str(retry_after)})
+        raise HTTPException(
+            429,
+            f"request rate limit of {caller.limits.requests_per_minute} per minute reached "
+            f"({count} requests this minute)",
+            headers={"Retry-After": str(retry_after)},
+        )
     return caller
 
 
@@ -81,9 +94,12 @@ def check_active_jobs(session: Session, caller: Caller) -> None:
     accounts.lock_key(session, caller.key_id)
     active = accounts.active_jobs(session, caller.key_id)
     if active >= caller.limits.max_active_jobs:
-        raise HTTPException(429, f"active job limit reached: {active} of {caller.limits.max_active_jobs} jobs are "
-                                 "queued or running; wait for one to finish or cancel one",
-                            headers={"Retry-After": str(ACTIVE_JOBS_RETRY_S)})
+        raise HTTPException(
+            429,
+            f"active job limit reached: {active} of {caller.limits.max_active_jobs} jobs are "
+            "queued or running; wait for one to finish or cancel one",
+            headers={"Retry-After": str(ACTIVE_JOBS_RETRY_S)},
+        )
 
 
 def check_storage(session: Session, caller: Caller, adding: int) -> None:
@@ -93,5 +109,8 @@ def check_storage(session: Session, caller: Caller, adding: int) -> None:
     accounts.lock_key(session, caller.key_id)
     used = accounts.stored_bytes(session, caller.key_id)
     if used + adding > caller.limits.max_storage_bytes:
-        raise HTTPException(413, f"storage limit of {caller.limits.max_storage_bytes} bytes reached: {used} bytes "
-                                 f"stored, {adding} more asked for; delete datasets to free space")
+        raise HTTPException(
+            413,
+            f"storage limit of {caller.limits.max_storage_bytes} bytes reached: {used} bytes "
+            f"stored, {adding} more asked for; delete datasets to free space",
+        )

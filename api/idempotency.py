@@ -2,6 +2,7 @@
 same request gets the first response again (same id, nothing created twice); the same key
 with another request is a 422. A retry that arrives while the first is still being handled
 waits for its response."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,9 +20,16 @@ from persistence.db import session_scope
 
 WAIT_S = 60.0  # how long a retry waits for the first request's response
 
-IdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
-    description="retries with the same key and request return the first response (kept 24 h)")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="retries with the same key and request return the first response (kept 24 h)",
+    ),
+]
 
 
 def fingerprint(*parts: object) -> str:
@@ -40,7 +48,9 @@ class Claim:
 
     def record(self, session, status_code: int, response: dict, location: str | None) -> None:
         if self.key is not None:
-            idempotency.complete(session, self.caller.key_id, self.key, status_code, response, location)
+            idempotency.complete(
+                session, self.caller.key_id, self.key, status_code, response, location
+            )
 
     def release(self) -> None:
         if self.key is not None:
@@ -77,15 +87,27 @@ def begin(caller: Caller, key: str | None, request_fingerprint: str) -> Claim | 
             record = idempotency.read(session, caller.key_id, key)
             if record is not None:
                 if record.fingerprint != request_fingerprint:
-                    raise HTTPException(422, [{"loc": ["header", "Idempotency-Key"], "type": "value_error",
-                                               "msg": "this Idempotency-Key was used with a different request; "
-                                                      "use a new key for a new request"}])
+                    raise HTTPException(
+                        422,
+                        [
+                            {
+                                "loc": ["header", "Idempotency-Key"],
+                                "type": "value_error",
+                                "msg": "this Idempotency-Key was used with a different request; "
+                                "use a new key for a new request",
+                            }
+                        ],
+                    )
                 if record.status_code is not None:
                     headers = {"Idempotent-Replayed": "true"}
                     if record.location:
                         headers["Location"] = record.location
-                    return JSONResponse(record.response, status_code=record.status_code, headers=headers)
+                    return JSONResponse(
+                        record.response, status_code=record.status_code, headers=headers
+                    )
         # Still being handled (or released by a failure just now): look again shortly.
         if time.monotonic() > deadline:
-            raise HTTPException(409, "a request with this Idempotency-Key is still being handled; retry later")
+            raise HTTPException(
+                409, "a request with this Idempotency-Key is still being handled; retry later"
+            )
         time.sleep(0.05)

@@ -58,9 +58,9 @@ def auth_mode(settings, host: str) -> str:
         return "keys"
     if host in LOOPBACK:
         return "none"
-    raise SystemExit(f"deepclust: refusing to serve {host} without API keys by default: set DEEPCLUST_AUTH=keys "
-                     "(and create one with `deepclust keys create NAME --admin`), or DEEPCLUST_AUTH=none "
-                     "to serve it open on purpose")
+    raise SystemExit(f"deepclust: refusing to serve {host} without API keys by default: set "
+                     "DEEPCLUST_AUTH=keys (and create a key: `deepclust keys create NAME --admin`)"
+                     ", or DEEPCLUST_AUTH=none to serve it open on purpose")
 
 
 def main() -> None:
@@ -74,10 +74,11 @@ def main() -> None:
     upgrade_database()
     # Its own process group, so stop_worker can kill the pool's children too.
     worker = subprocess.Popen(worker_command(settings), preexec_fn=_die_with_parent, start_new_session=True)
-    access = ("no API keys (DEEPCLUST_AUTH=none): anyone who can reach it may use it" if mode == "none"
-              else "API keys required (Authorization: Bearer dck_...; `deepclust keys create NAME --admin`)")
-    print(f"deepclust: database {settings.db_url}, queue {settings.broker}, API http://{host}:{port}, "
-          f"{access}", flush=True)
+    access = ("no API keys (DEEPCLUST_AUTH=none): anyone who can reach it may use it"
+              if mode == "none" else
+              "API keys required (Authorization: Bearer dck_...; `deepclust keys create NAME`)")
+    print(f"deepclust: database {settings.db_url}, queue {settings.broker}, "
+          f"API http://{host}:{port}, {access}", flush=True)
     # uvicorn restores these handlers after its graceful shutdown and re-raises the signal into
     # them; with the default handler that would end the process before the worker is stopped.
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -2,7 +2,7 @@
 
     deepclust run DATA --method NAME --clusters K [--params JSON] [--seed S] --out labels.csv
     deepclust methods
-    deepclust keys create NAME [--admin] [--max-...] | keys list | keys revoke ID   (the service's API keys)
+    deepclust keys create NAME [--admin] [--max-...] | keys list | keys revoke ID   (API keys)
 
 `run` prints one JSON line (metrics when the data has labels, wall time, peak memory,
 device, versions, params); `--results FILE` also appends that line to FILE (bench/).

@@ -1,5 +1,6 @@
 """`deepclust keys create|list|revoke`: API keys from the server's shell, on the same
 settings (DEEPCLUST_DATABASE_URL) and database as the API. Each prints JSON."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,9 @@ def add_keys_parser(sub) -> None:
     actions = keys.add_subparsers(dest="keys_command", required=True)
     create = actions.add_parser("create", help="create a key; prints its token once")
     create.add_argument("name")
-    create.add_argument("--admin", action="store_true", help="may manage keys and see every dataset and job")
+    create.add_argument(
+        "--admin", action="store_true", help="may manage keys and see every dataset and job"
+    )
     create.add_argument("--max-active-jobs", type=_positive, help="queued + running jobs at once")
     create.add_argument("--max-storage-mb", type=_positive, help="datasets + job results")
     create.add_argument("--max-upload-mb", type=_positive, help="one upload")
@@ -32,9 +35,14 @@ def run_keys(args: argparse.Namespace) -> int:
         with session_scope() as session:
             if args.keys_command == "create":
                 key, token = accounts.create_key(
-                    session, args.name, admin=args.admin, max_active_jobs=args.max_active_jobs,
-                    max_storage_mb=args.max_storage_mb, max_upload_mb=args.max_upload_mb,
-                    requests_per_minute=args.requests_per_minute)
+                    session,
+                    args.name,
+                    admin=args.admin,
+                    max_active_jobs=args.max_active_jobs,
+                    max_storage_mb=args.max_storage_mb,
+                    max_upload_mb=args.max_upload_mb,
+                    requests_per_minute=args.requests_per_minute,
+                )
                 print(json.dumps({**accounts.key_as_dict(key), "token": token}))
             elif args.keys_command == "list":
                 for key in accounts.list_keys(session):
@@ -47,8 +55,11 @@ def run_keys(args: argparse.Namespace) -> int:
         print(f"deepclust: error: {exc.args[0]}", file=sys.stderr)
         return 2
     except (OperationalError, ProgrammingError) as exc:  # no database, or not migrated
-        print(f"deepclust: error: the database is not reachable or not migrated (alembic upgrade head): "
-              f"{exc.orig}", file=sys.stderr)
+        print(
+            f"deepclust: error: database unreachable or not migrated (alembic upgrade head): "
+            f"{exc.orig}",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

@@ -2,6 +2,7 @@
 that go, then datasets with no job left that were not used for that long, then blobs that
 no row owns (a failed commit can leave them), expired idempotency records and old rate
 windows. Active jobs are never touched. The API runs it every DEEPCLUST_SWEEP_EVERY_S."""
+
 from __future__ import annotations
 
 import shutil
@@ -29,11 +30,18 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
         datasets = _unused_datasets(session, cutoff)
         records = idempotency.forget_expired(session)
         session.execute(delete(RateWindow).where(RateWindow.window < int(time.time() // 60) - 1))
-    return {"jobs": jobs, "datasets": datasets, "orphan_blobs": remove_orphan_blobs(), "idempotency_records": records}
+    return {
+        "jobs": jobs,
+        "datasets": datasets,
+        "orphan_blobs": remove_orphan_blobs(),
+        "idempotency_records": records,
+    }
 
 
 def _expired_jobs(session: Session, cutoff: datetime) -> int:
-    job_ids = session.scalars(select(Job.id).where(Job.status.in_(FINAL_STATES), Job.finished_at < cutoff)).all()
+    job_ids = session.scalars(
+        select(Job.id).where(Job.status.in_(FINAL_STATES), Job.finished_at < cutoff)
+    ).all()
     for job_id in job_ids:
         blobs.delete_folder(session, job_folder(job_id))
     if job_ids:  # job_results go with them (ON DELETE CASCADE)
@@ -60,9 +68,13 @@ def remove_orphan_blobs() -> int:
     if get_settings().blobs == "local":
         return _remove_orphan_files()
     with session_scope() as session:
-        keys = session.scalars(select(BlobPart.key).distinct()).all()  # before the rows: see docstring
+        keys = session.scalars(
+            select(BlobPart.key).distinct()
+        ).all()  # before the rows: see docstring
         folders = {tuple(key.split("/")[:2]) for key in keys if key.count("/") >= 2}
-        orphans = [f for f in folders if f[0] not in FOLDERS or session.get(FOLDERS[f[0]], f[1]) is None]
+        orphans = [
+            f for f in folders if f[0] not in FOLDERS or session.get(FOLDERS[f[0]], f[1]) is None
+        ]
         for kind, row_id in orphans:
             session.execute(delete(BlobPart).where(BlobPart.key.startswith(f"{kind}/{row_id}/")))
         stray = [key for key in keys if key.count("/") < 2]

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     default_requests_per_minute: int = Field(600, ge=1)
     retention_days: float = Field(30, gt=0)  # finished jobs and unused datasets older than this go
     sweep_every_s: float = 3600.0
-    orphan_grace_s: float = 3600.0  # local blob files younger than this may belong to an upload in flight
+    orphan_grace_s: float = 3600.0  # younger local blob files may be an upload being committed
 
     @property
     def db_url(self) -> str:

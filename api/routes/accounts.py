@@ -1,4 +1,5 @@
 """API keys (admins) and the caller's own limits and usage (GET /me)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
@@ -17,11 +18,18 @@ class KeyCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f]*$")
     admin: bool = False
-    max_active_jobs: int | None = Field(None, ge=1, le=1_000_000, description="default: DEEPCLUST_DEFAULT_MAX_ACTIVE_JOBS")
-    max_storage_mb: int | None = Field(None, ge=1, le=2**40, description="default: DEEPCLUST_DEFAULT_MAX_STORAGE_MB")
-    max_upload_mb: int | None = Field(None, ge=1, le=2**40, description="default: DEEPCLUST_MAX_UPLOAD_BYTES")
-    requests_per_minute: int | None = Field(None, ge=1, le=10**9,
-                                            description="default: DEEPCLUST_DEFAULT_REQUESTS_PER_MINUTE")
+    max_active_jobs: int | None = Field(
+        None, ge=1, le=1_000_000, description="default: DEEPCLUST_DEFAULT_MAX_ACTIVE_JOBS"
+    )
+    max_storage_mb: int | None = Field(
+        None, ge=1, le=2**40, description="default: DEEPCLUST_DEFAULT_MAX_STORAGE_MB"
+    )
+    max_upload_mb: int | None = Field(
+        None, ge=1, le=2**40, description="default: DEEPCLUST_MAX_UPLOAD_BYTES"
+    )
+    requests_per_minute: int | None = Field(
+        None, ge=1, le=10**9, description="default: DEEPCLUST_DEFAULT_REQUESTS_PER_MINUTE"
+    )
 
 
 @router.post("/keys", status_code=201, responses=errors(401, 403, 422, 429))
@@ -51,10 +59,14 @@ def me(session: SessionDep, caller: CallerDep) -> dict:
     """This key: its name, its limits and what it uses now."""
     key = session.get(ApiKey, caller.key_id)
     return {
-        "id": caller.key_id, "name": caller.name, "admin": caller.is_admin,
+        "id": caller.key_id,
+        "name": caller.name,
+        "admin": caller.is_admin,
         "limits": caller.limits.__dict__ if caller.limits else None,
-        "usage": {"active_jobs": accounts.active_jobs(session, caller.key_id),
-                  "stored_bytes": accounts.stored_bytes(session, caller.key_id),
-                  "requests_this_minute": accounts.requests_this_minute(session, caller.key_id)},
+        "usage": {
+            "active_jobs": accounts.active_jobs(session, caller.key_id),
+            "stored_bytes": accounts.stored_bytes(session, caller.key_id),
+            "requests_this_minute": accounts.requests_this_minute(session, caller.key_id),
+        },
         "created_at": key.created_at.isoformat() if key is not None and key.created_at else None,
     }

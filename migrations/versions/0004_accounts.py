@@ -8,6 +8,7 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-29
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -37,8 +38,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_api_keys"),
         sa.UniqueConstraint("token_hash", name="uq_api_keys_token_hash"),
     )
-    op.execute(sa.text("INSERT INTO api_keys (id, name, is_admin, created_at) "
-                       "VALUES (:id, 'built-in', false, CURRENT_TIMESTAMP)").bindparams(id=BUILTIN_OWNER))
+    op.execute(
+        sa.text(
+            "INSERT INTO api_keys (id, name, is_admin, created_at) "
+            "VALUES (:id, 'built-in', false, CURRENT_TIMESTAMP)"
+        ).bindparams(id=BUILTIN_OWNER)
+    )
     op.create_table(
         "rate_windows",
         sa.Column("key_id", sa.String(32), nullable=False),
@@ -65,15 +70,18 @@ def upgrade() -> None:
             batch.add_column(sa.Column("stored_bytes", sa.BigInteger(), nullable=True))
             if table == "datasets":
                 batch.add_column(sa.Column("last_used_at", TS, nullable=True))
-        backfill = "owner_id = :owner, stored_bytes = " + ("size_bytes, last_used_at = created_at"
-                                                           if table == "datasets" else "0")
+        backfill = "owner_id = :owner, stored_bytes = " + (
+            "size_bytes, last_used_at = created_at" if table == "datasets" else "0"
+        )
         op.execute(sa.text(f"UPDATE {table} SET {backfill}").bindparams(owner=BUILTIN_OWNER))
         with op.batch_alter_table(table) as batch:
             batch.alter_column("owner_id", existing_type=sa.String(32), nullable=False)
             batch.alter_column("stored_bytes", existing_type=sa.BigInteger(), nullable=False)
             if table == "datasets":
                 batch.alter_column("last_used_at", existing_type=TS, nullable=False)
-            batch.create_foreign_key(f"fk_{table}_owner_id_api_keys", "api_keys", ["owner_id"], ["id"])
+            batch.create_foreign_key(
+                f"fk_{table}_owner_id_api_keys", "api_keys", ["owner_id"], ["id"]
+            )
             batch.create_index(f"ix_{table}_owner_id", ["owner_id"])
 
 
