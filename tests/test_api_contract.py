@@ -8,8 +8,6 @@ import threading
 import numpy as np
 import pytest
 
-from tests.conftest import submit
-
 
 def npy(array) -> bytes:
     buffer = io.BytesIO()
@@ -117,7 +115,7 @@ def test_job_submission_and_dataset_deletion_are_serialised(client):
         barrier.wait()
         try:
             outcomes[dataset_id][key] = request()
-        except Exception as exc:  # the test client re-raises what would be a 500
+        except Exception as exc:  # noqa: BLE001  (the test client re-raises what would be a 500)
             outcomes[dataset_id][key] = exc
 
     def submit_one(dataset_id):
@@ -133,7 +131,7 @@ def test_job_submission_and_dataset_deletion_are_serialised(client):
     for t in threads:
         t.join()
     accepted = []
-    for dataset_id, outcome in outcomes.items():
+    for outcome in outcomes.values():
         job, delete = outcome["job"], outcome["delete"]
         assert not isinstance(job, Exception) and not isinstance(delete, Exception), (job, delete)
         assert job.status_code in (202, 422) and delete.status_code in (204, 409), (job.text, delete.text)

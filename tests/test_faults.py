@@ -66,7 +66,7 @@ class Redis:
 
     def cli(self, *args: str) -> str:
         return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+                              timeout=10, check=False).stdout.strip()
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -5,16 +5,31 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from api.deps import Limit, Offset, SessionDep, errors, job_or_404, memory_budget, unprocessable
+from api.deps import (
+    Limit,
+    Offset,
+    SessionDep,
+    errors,
+    job_or_404,
+    memory_budget,
+    unprocessable,
+)
 from api.schemas import JobCreate, JobOut, JobStatus, Page
 from core import method_names
 from core.io import assignment_csv_chunks
-from core.resources import size_problem
 from core.registry import get_method
+from core.resources import size_problem
 from persistence import blobs
 from persistence.models import Dataset, Job, JobResult
-from persistence.repository import (create_job, dataset_folder, end_job, job_folder, lock_dataset, page,
-                                    request_cancel)
+from persistence.repository import (
+    create_job,
+    dataset_folder,
+    end_job,
+    job_folder,
+    lock_dataset,
+    page,
+    request_cancel,
+)
 from worker.celery_app import enqueue
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
