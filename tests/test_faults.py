@@ -196,7 +196,7 @@ def finish_after_fault(redis_stack, fault) -> float:
     faulted = time.time()
     service.start_worker()
     try:
-        jobs = service.wait_finished(job_ids, timeout=90)
+        jobs = service.wait_finished(job_ids, timeout=300)  # each job starts torch in a new child
     finally:
         service.stop_worker()
     assert [j["status"] for j in jobs] == ["succeeded"] * 2, [j["error"] for j in jobs]
