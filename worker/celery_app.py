@@ -8,13 +8,11 @@ child), and each child runs one job and exits, which frees its GPU memory.
 from __future__ import annotations
 
 import json
-import logging
 
 from celery import Celery
 
 from persistence.settings import get_settings
 
-log = logging.getLogger(__name__)
 settings = get_settings()
 app = Celery("deepclust", broker=settings.broker, include=["worker.tasks"])
 
@@ -82,11 +80,11 @@ def queued_message_ids() -> set[str] | None:
     if settings.broker.startswith("redis"):
         import redis
 
-        client = redis.Redis.from_url(settings.broker, socket_timeout=10)
         # Waiting messages are in the list named after the queue; those delivered to a worker
         # and not yet acknowledged are in kombu's `unacked` hash, as [message, exchange, key].
-        waiting = [json.loads(raw) for raw in client.lrange(settings.queue, 0, -1)]
-        reserved = [json.loads(raw)[0] for raw in client.hvals("unacked")]
+        with redis.Redis.from_url(settings.broker, socket_timeout=10) as client:
+            waiting = [json.loads(raw) for raw in client.lrange(settings.queue, 0, -1)]
+            reserved = [json.loads(raw)[0] for raw in client.hvals("unacked")]
         return {message["headers"]["id"] for message in waiting + reserved if "headers" in message}
     if settings.embedded:
         ids = set()
@@ -105,12 +103,14 @@ def broker_problem() -> str | None:
         if settings.broker.startswith("redis"):
             import redis
 
-            redis.Redis.from_url(settings.broker, socket_connect_timeout=3, socket_timeout=3).ping()
-        elif settings.embedded and not settings.broker_folder.is_dir():
-            return f"the queue folder {settings.broker_folder} does not exist"
+            with redis.Redis.from_url(settings.broker, socket_connect_timeout=3, socket_timeout=3) as client:
+                client.ping()
+        elif settings.embedded:
+            if not settings.broker_folder.is_dir():
+                return f"the queue folder {settings.broker_folder} does not exist"
         else:
             with app.connection_for_write() as connection:
                 connection.ensure_connection(max_retries=1, timeout=3)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (whatever it is, readiness reports it)
         return f"{type(exc).__name__}: {exc}"
     return None
