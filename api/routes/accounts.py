@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from api.auth import AdminDep, CallerDep
 from api.deps import SessionDep, errors
@@ -17,7 +17,7 @@ class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f]*$")
-    admin: bool = False
+    admin: StrictBool = False  # JSON true/false only: 0 or "yes" are refused
     max_active_jobs: int | None = Field(
         None, ge=1, le=1_000_000, description="default: DEEPCLUST_DEFAULT_MAX_ACTIVE_JOBS"
     )
