@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -35,10 +36,11 @@ DIVERGING = {
     "input_scaling": "none",
 }
 FAST_KMEANS = {"n_init": 1}
+AUTH: dict[str, str] = {}  # the admin key's header, for the raw HTTP calls (set by `server`)
 
 
 @pytest.fixture(scope="module")
-def server(worker) -> str:
+def server(worker, admin_token) -> str:
     import uvicorn
 
     from api.main import app
@@ -52,16 +54,17 @@ def server(worker) -> str:
     while not uv.started:
         assert thread.is_alive() and time.time() < deadline, "uvicorn did not start"
         time.sleep(0.05)
+    AUTH["Authorization"] = f"Bearer {admin_token}"
     yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     uv.should_exit = True
     thread.join(timeout=15)
 
 
 @pytest.fixture(scope="module")
-def api(server):
+def api(server, admin_token):
     from deepclust_client import Client
 
-    with Client(server) as client:
+    with Client(server, api_key=admin_token) as client:
         yield client
 
 
@@ -78,9 +81,13 @@ def kmeans_job(api, digits_dataset) -> dict:
 
 def deepclust(*args: str, server: str | None = None) -> subprocess.CompletedProcess:
     extra = ["--server", server] if server else []
+    env = dict(os.environ)
+    if AUTH:  # the admin key, unless a test sets its own
+        env.setdefault("DEEPCLUST_API_KEY", AUTH["Authorization"].removeprefix("Bearer "))
     return subprocess.run(
         [sys.executable, "-m", "core.cli", *args, *extra],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -94,7 +101,7 @@ def read_events(
     `on_record(data)` is called as each record arrives."""
     from deepclust_client.client import parse_sse
 
-    headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
+    headers = dict(AUTH) if last_event_id is None else {**AUTH, "Last-Event-ID": str(last_event_id)}
     events = []
     with httpx.stream(
         "GET", f"{url}/jobs/{job_id}/events", headers=headers, timeout=120
@@ -166,9 +173,9 @@ def test_events_resume_after_last_event_id(server, kmeans_job):
 
 
 def test_events_of_an_unknown_job_are_404_and_a_bad_last_event_id_422(server):
-    response = httpx.get(f"{server}/jobs/{'f' * 32}/events")
+    response = httpx.get(f"{server}/jobs/{'f' * 32}/events", headers=AUTH)
     assert response.status_code == 404 and "not found" in response.json()["detail"]
-    refused = httpx.get(f"{server}/jobs/{'f' * 32}/events", headers={"Last-Event-ID": "x"})
+    refused = httpx.get(f"{server}/jobs/{'f' * 32}/events", headers={**AUTH, "Last-Event-ID": "x"})
     assert refused.status_code == 422 and "last-event-id" in refused.text
     documented = httpx.get(f"{server}/openapi.json").json()["paths"]["/jobs/{job_id}/events"]["get"]
     assert {"200", "404"} <= set(documented["responses"])
@@ -192,7 +199,7 @@ def test_a_quiet_stream_keeps_alive_stops_when_the_client_leaves_and_at_its_time
         job_routes, "_poll_events", lambda *args: polls.append(1) or real_poll(*args)
     )
     monkeypatch.setattr(job_routes, "KEEPALIVE_S", 0.3)
-    with httpx.stream("GET", f"{server}/jobs/{job.id}/events", timeout=30) as response:
+    with httpx.stream("GET", f"{server}/jobs/{job.id}/events", headers=AUTH, timeout=30) as response:
         lines = response.iter_lines()
         assert [next(lines) for _ in range(4)] == [": keep-alive", "", ": keep-alive", ""]
     time.sleep(1.0)  # the server notices at its next poll
@@ -395,7 +402,7 @@ def test_cli_cancel_status_and_jobs(api, server, digits_dataset):
 
 
 def test_api_key_is_sent_as_a_bearer_token_by_client_and_cli(monkeypatch):
-    """The branch has no auth yet: a bare HTTP server records what arrives."""
+    """A bare HTTP server records what arrives."""
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     seen = []

@@ -34,7 +34,8 @@ from tests.test_embedded import free_port
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server on PATH")
 
 FAST = {"DEEPCLUST_HEARTBEAT_S": "0.5", "DEEPCLUST_STALE_AFTER_S": "6", "DEEPCLUST_REAP_EVERY_S": "1",
-        "DEEPCLUST_REQUEUE_QUEUED_AFTER_S": "3"}
+        "DEEPCLUST_REQUEUE_QUEUED_AFTER_S": "3",
+        "DEEPCLUST_AUTH": "none"}  # these tests are about the broker and the database, not keys
 
 
 def wait_until(check, timeout: float, what: str):
