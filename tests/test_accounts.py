@@ -329,10 +329,8 @@ def test_creating_a_job_on_a_dataset(anonymous, world, who):
             json={"dataset_id": "e" * 32, "method": "kmeans", "n_clusters": 3},
             headers=world["headers"][who],
         )
-        assert response.status_code == missing.status_code == 422
-        assert response.json()["detail"][0]["msg"] == missing.json()["detail"][0]["msg"].replace(
-            "e" * 32, world["dataset"]
-        )
+        assert response.status_code == missing.status_code == 404
+        assert response.json()["detail"] == missing.json()["detail"].replace("e" * 32, world["dataset"])
     else:
         assert response.status_code == 401
 

@@ -140,7 +140,6 @@ BAD_JOBS = [
     ({"n_clusters": 1}, "greater than or equal"),
     ({"n_clusters": "ten"}, "integer"),
     ({"n_clusters": None}, "n_clusters is required"),  # idec cannot find the number of clusters
-    ({"dataset_id": "0" * 32}, "does not exist"),
     ({"dataset_id": "../etc"}, "pattern"),
     ({"seed": -3}, "greater than or equal"),
     ({"colour": "red"}, "extra"),
@@ -155,6 +154,11 @@ def test_bad_job_request_is_refused_with_422(client, digits_id, change, problem)
     assert response.status_code == 422, response.text
     assert problem.lower() in str(response.json()["detail"]).lower()
     assert client.get("/jobs", params={"limit": 1}).json()["total"] == before
+
+
+def test_job_on_an_unknown_dataset_is_404(client):
+    response = client.post("/jobs", json={"dataset_id": "0" * 32, "method": "kmeans", "n_clusters": 3})
+    assert response.status_code == 404 and response.json()["detail"] == f"dataset {'0' * 32} not found"
 
 
 def test_unknown_job_is_404(client):

@@ -31,7 +31,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(authenti
                    responses=errors(401, 429))
 
 
-@router.post("", status_code=202, response_model=JobOut, responses=errors(400, 422, 503))
+@router.post("", status_code=202, response_model=JobOut, responses=errors(400, 404, 422, 503))
 def submit_job(body: JobCreate, response: Response, session: SessionDep, caller: CallerDep,
                idempotency_key: IdempotencyKey = None):
     """Validate the method, its parameters and the data against each other, store the job
@@ -56,7 +56,7 @@ def _submit(body: JobCreate, response: Response, session, caller, claim: Claim) 
     # Locked until the commit: a concurrent DELETE /datasets/{id} waits, then sees this job.
     dataset = lock_dataset(session, body.dataset_id)
     if dataset is None or not caller.may_see(dataset):  # another key's dataset reads as a missing one
-        raise unprocessable(["body", "dataset_id"], f"dataset {body.dataset_id} does not exist")
+        raise HTTPException(404, f"dataset {body.dataset_id} not found")
     problem = method.accepts.problem(tuple(dataset.shape), body.n_clusters)
     if problem:
         field = "n_clusters" if problem.startswith("n_clusters") else "dataset_id"
