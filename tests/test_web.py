@@ -49,9 +49,14 @@ def browser():
 
 
 def wait_until(condition, timeout: float = 30, what: str = ""):
+    from selenium.common.exceptions import WebDriverException
+
     deadline = time.time() + timeout
     while time.time() < deadline:
-        value = condition()
+        try:
+            value = condition()
+        except WebDriverException:  # not there yet, or replaced meanwhile
+            value = None
         if value:
             return value
         time.sleep(0.2)
@@ -143,8 +148,12 @@ def test_upload_run_kmeans_and_see_the_map_in_a_browser(browser, server, admin_t
     browser.execute_script("document.querySelector('#results').scrollIntoView()")
     shot("2-results")
 
-    Select(find("#compare-dataset")).select_by_visible_text("digits.npz (1797x8x8)")
-    wait_until(lambda: "kmeans" in find("#compare-body").text, what="the comparison")
+    row = [r for r in browser.find_elements(By.CSS_SELECTOR, "#dataset-table tbody tr")
+           if "digits.npz" in r.text][0]
+    row.find_element(By.XPATH, ".//button[text()='Compare']").click()
+    wait_until(lambda: "kmeans" in find("#compare-body").text and "succeeded" in find("#compare-body").text,
+               what="the comparison")
+    assert '"n_init": 2' in find("#compare-body").text
     shot("3-compare")
     assert console_errors(browser) == []
     assert np.isfinite(float(browser.execute_script("return state.job.row.metrics.acc")))

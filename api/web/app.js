@@ -110,7 +110,11 @@ function upload(file) {
     try { reply = JSON.parse(request.responseText); } catch (_) { /* not JSON */ }
     if (request.status === 201) {
       status.textContent = `stored ${reply.name}: ${reply.n} samples, shape ${reply.shape.join("x")}`;
-      loadDatasets().then(() => { $("#job-dataset").value = reply.id; });
+      loadDatasets().then(() => {
+        $("#job-dataset").value = reply.id;
+        $("#compare-dataset").value = reply.id;
+        return loadCompare();
+      }).catch(failed);
     } else {
       const detail = Array.isArray(reply.detail) ? reply.detail.map((d) => d.msg).join("; ")
         : reply.detail || request.statusText;
@@ -328,6 +332,7 @@ function setupJobForm() {
       const job = await api("/jobs", { method: "POST", json: body });
       say(`Job ${job.id} queued.`);
       location.hash = `#job/${job.id}`;
+      loadJobs().catch(failed);
     } catch (err) {
       if (err instanceof ApiError && err.status === 422) showFieldErrors(err.detail);
       else failed(err);
@@ -456,6 +461,7 @@ async function finishJob(jobId) {
   const job = await api(`/jobs/${jobId}`);
   showJob(job);
   loadJobs().catch(failed);
+  loadCompare();
   if (job.status !== "succeeded") return;
   state.job.history = await api(`/jobs/${jobId}/history`);
   drawHistory(state.job.history);
