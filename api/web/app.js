@@ -747,7 +747,8 @@ async function loadCompare() {
       ...keys.map((k) => el("td", { text: job.metrics && k in job.metrics ? fmt(job.metrics[k]) : "" })),
       el("td", { text: job.wall_s ?? "" }), el("td", { text: job.seed }),
       el("td", { text: job.n_clusters ?? "" }),
-      el("td", { class: "params", text: JSON.stringify(job.params) })));
+      el("td", { class: "params", text: Object.entries(job.params)
+        .map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", ") })));
     $("#compare-body").replaceChildren(page.items.length
       ? el("table", { class: "numbers" }, el("thead", {}, head), el("tbody", {}, ...rows))
       : el("p", { text: "No jobs on this dataset yet." }));
