@@ -1,10 +1,10 @@
 """The 2-D map of a finished job: UMAP (or PCA) of its embedding, for the web page.
 
 At most MAX_POINTS points, a stratified sample by cluster beyond that. UMAP
-(`umap.UMAP(n_components=2, random_state=seed, n_jobs=1)  # seeded: serial`) on the embedding; PCA instead when the
-embedding has at most 2 dimensions (nothing to learn) or fewer than UMAP_MIN_POINTS rows
-(UMAP's 15 neighbours mean little there), or when asked (DEEPCLUST_PROJECTION=pca). Both
-are seeded: the same job gives the same map.
+(`umap.UMAP(n_components=2, random_state=seed)`, serial as seeded UMAP is) on the embedding;
+PCA instead when the embedding has at most 2 dimensions (nothing to learn), fewer than
+UMAP_MIN_POINTS rows (UMAP's 15 neighbours mean little there), or when asked
+(DEEPCLUST_PROJECTION=pca). Both are seeded: the same job gives the same map.
 """
 from __future__ import annotations
 

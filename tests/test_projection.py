@@ -25,7 +25,8 @@ def test_a_2d_embedding_or_tiny_data_get_pca_which_keeps_the_clusters_apart():
     assert p.xy.shape == (60, 2) and np.array_equal(p.index, np.arange(60))
     means = np.array([p.xy[labels == k].mean(axis=0) for k in range(3)])
     spread = max(p.xy[labels == k].std(axis=0).max() for k in range(3))
-    assert min(np.linalg.norm(means[i] - means[j]) for i, j in [(0, 1), (0, 2), (1, 2)]) > 5 * spread
+    gaps = [np.linalg.norm(means[i] - means[j]) for i, j in [(0, 1), (0, 2), (1, 2)]]
+    assert min(gaps) > 5 * spread
     assert project(rng.normal(size=(500, 2)), np.zeros(500, int)).method == "pca"
     one_dim = project(np.arange(10.0)[:, None], np.zeros(10, int))
     assert one_dim.xy.shape == (10, 2) and np.all(one_dim.xy[:, 1] == 0)
@@ -37,7 +38,8 @@ def test_umap_is_seeded_and_the_sample_is_capped():
     rng = np.random.default_rng(1)
     labels = np.repeat([0, 1], 150)
     X = np.concatenate([rng.normal(0, 1, (150, 8)), rng.normal(6, 1, (150, 8))]).astype(np.float32)
-    first, again = project(X, labels, seed=3, max_points=200), project(X, labels, seed=3, max_points=200)
+    first = project(X, labels, seed=3, max_points=200)
+    again = project(X, labels, seed=3, max_points=200)
     assert first.method == "umap" and first.xy.shape == (200, 2)
     assert np.bincount(labels[first.index]).tolist() == [100, 100]
     assert np.allclose(first.xy, again.xy)

@@ -23,7 +23,8 @@ def stranger(client):
 
 @pytest.fixture(scope="module")
 def kmeans_done(client, digits_id, worker) -> dict:
-    job = wait_for(client, submit(client, digits_id, "kmeans", params={"n_init": 1})["id"], timeout=180)
+    job = submit(client, digits_id, "kmeans", params={"n_init": 1})
+    job = wait_for(client, job["id"], timeout=180)
     assert job["status"] == "succeeded", job
     return job
 
@@ -86,7 +87,8 @@ def test_confusion_counts_clusters_against_labels_and_gives_the_acc_matching(
     assert matrix.sum(axis=0).tolist() == np.bincount(y).tolist()
     sizes = kmeans_done["metrics"]["cluster_sizes"]
     assert matrix.sum(axis=1).tolist() == [sizes[k] for k in c["clusters"]]
-    matched = sum(matrix[i, c["classes"].index(c["mapping"][str(k)])] for i, k in enumerate(c["clusters"]))
+    matched = sum(matrix[i, c["classes"].index(c["mapping"][str(k)])]
+                  for i, k in enumerate(c["clusters"]))
     assert matched / 1797 == pytest.approx(kmeans_done["metrics"]["acc"])
 
 

@@ -186,7 +186,8 @@ def confusion(job_id: str, session: SessionDep, caller: CallerDep):
     matrix = np.zeros((len(clusters), len(classes)), dtype=np.int64)
     np.add.at(matrix, (row, col), 1)
     mapping, _ = hungarian_map(y_true, y_pred)
-    return ConfusionOut(clusters=clusters.tolist(), classes=classes.tolist(), matrix=matrix.tolist(),
+    return ConfusionOut(clusters=clusters.tolist(), classes=classes.tolist(),
+                        matrix=matrix.tolist(),
                         mapping={str(k): v for k, v in mapping.items()})
 
 
