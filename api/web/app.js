@@ -64,9 +64,10 @@ const el = (tag, attrs = {}, ...children) => {
   for (const child of children) node.append(child);
   return node;
 };
-const bytes = (n) => n > 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
+const bytes = (n) => (n > 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB`
+  : `${(n / 1024).toFixed(1)} KiB`);
 const when = (iso) => iso ? new Date(iso).toLocaleString() : "";
-const fmt = (v) => typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(4)) : String(v);
+const fmt = (v) => (typeof v === "number" && !Number.isInteger(v) ? v.toFixed(4) : String(v));
 
 // ---- keys ---------------------------------------------------------------------------------------
 async function setupKeys() {
@@ -109,7 +110,8 @@ function upload(file) {
     let reply = {};
     try { reply = JSON.parse(request.responseText); } catch (_) { /* not JSON */ }
     if (request.status === 201) {
-      status.textContent = `stored ${reply.name}: ${reply.n} samples, shape ${reply.shape.join("x")}`;
+      const shape = reply.shape.join("x");
+      status.textContent = `stored ${reply.name}: ${reply.n} samples, shape ${shape}`;
       loadDatasets().then(() => {
         $("#job-dataset").value = reply.id;
         $("#compare-dataset").value = reply.id;
@@ -134,7 +136,10 @@ function setupUpload() {
     if (file) upload(file); else $("#upload-status").textContent = "choose a file first";
   });
   const zone = $("#drop-zone");
-  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("over");
+  });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
   zone.addEventListener("drop", (event) => {
     event.preventDefault();
@@ -153,7 +158,7 @@ async function loadDatasets() {
     el("td", { text: d.has_labels ? `yes, ${d.n_classes} classes` : "no" }),
     el("td", { text: when(d.created_at) }),
     el("td", {},
-      el("button", { type: "button", onclick: () => preview(d) , "aria-label": `Preview ${d.name}` },
+      el("button", { type: "button", onclick: () => preview(d), "aria-label": `Preview ${d.name}` },
         "Preview"), " ",
       el("button", { type: "button", "aria-label": `New job on ${d.name}`, onclick: () => {
         $("#job-dataset").value = d.id; location.hash = "#new-job"; $("#job-method").focus();
@@ -199,6 +204,13 @@ function imageCanvas(pixels, shape, scale = 3) {
 
 const isImage = (shape) => shape.length >= 2;
 
+function swatch(kind, background, width) {
+  const node = el("span", { class: kind });
+  node.style.background = background;
+  if (width) node.style.width = width;
+  return node;
+}
+
 async function preview(dataset) {
   try {
     const count = Math.min(dataset.n, 40);
@@ -210,16 +222,19 @@ async function preview(dataset) {
       const scale = Math.max(1, Math.round(48 / data.shape[0]));
       body.replaceChildren(el("div", { class: "grid" }, ...data.rows.map((row, i) =>
         el("figure", {}, imageCanvas(row, data.shape, scale),
-          el("figcaption", { text: `#${data.index[i]}` + (data.labels ? ` y=${data.labels[i]}` : "") })))));
+          el("figcaption", { text: `#${data.index[i]}`
+            + (data.labels ? ` y=${data.labels[i]}` : "") })))));
     } else {
       const columns = Math.min(data.shape[0], 12);
       const head = el("tr", {}, el("th", { text: "#" }),
         ...Array.from({ length: columns }, (_, j) => el("th", { text: `x${j}` })),
         ...(data.labels ? [el("th", { text: "y" })] : []));
-      const rows = data.rows.slice(0, 15).map((row, i) => el("tr", {}, el("td", { text: data.index[i] }),
+      const rows = data.rows.slice(0, 15).map((row, i) => el("tr", {},
+        el("td", { text: data.index[i] }),
         ...row.slice(0, columns).map((v) => el("td", { text: v.toFixed(3) })),
         ...(data.labels ? [el("td", { text: data.labels[i] })] : [])));
-      body.replaceChildren(el("table", { class: "numbers" }, el("thead", {}, head), el("tbody", {}, ...rows)));
+      body.replaceChildren(el("table", { class: "numbers" }, el("thead", {}, head),
+        el("tbody", {}, ...rows)));
     }
     $("#preview").scrollIntoView();
   } catch (err) { failed(err); }
@@ -228,7 +243,8 @@ async function preview(dataset) {
 // ---- new job: a form from the method's JSON schema ---------------------------------------------
 async function loadMethods() {
   state.methods = await api("/methods");
-  $("#job-method").replaceChildren(...state.methods.map((m) => el("option", { value: m.name }, m.name)));
+  $("#job-method").replaceChildren(...state.methods.map((m) =>
+    el("option", { value: m.name }, m.name)));
   $("#job-method").value = "kmeans";
   showMethod();
 }
@@ -259,13 +275,15 @@ function showMethod() {
         input = el("select", { id, name },
           el("option", { value: "" }, "(default)"), el("option", { value: "true" }, "true"),
           el("option", { value: "false" }, "false"));
-        input.value = spec.default === null || spec.default === undefined ? "" : String(spec.default);
+        input.value = spec.default === null || spec.default === undefined ? ""
+          : String(spec.default);
       } else {
         input = el("input", { id, name, type: "checkbox" });
         input.checked = Boolean(spec.default);
       }
     } else if (spec.type === "integer" || spec.type === "number") {
-      input = el("input", { id, name, type: "number", step: spec.type === "integer" ? "1" : "any" });
+      const step = spec.type === "integer" ? "1" : "any";
+      input = el("input", { id, name, type: "number", step });
       if (spec.minimum !== undefined) input.min = spec.minimum;
       if (spec.maximum !== undefined) input.max = spec.maximum;
       input.value = spec.default ?? "";
@@ -291,7 +309,9 @@ function readParams() {
     const fallback = JSON.parse(input.dataset.default);
     let value;
     if (input.type === "checkbox") value = input.checked;
-    else if (input.value.trim() === "") value = input.dataset.nullable === "true" ? null : undefined;
+    else if (input.value.trim() === "") {
+      value = input.dataset.nullable === "true" ? null : undefined;
+    }
     else if (kind === "integer" || kind === "number") value = Number(input.value);
     else if (kind === "boolean") value = input.value === "true";
     else if (kind === "array") value = input.value.split(",").map((s) => Number(s.trim()));
@@ -346,7 +366,8 @@ async function loadJobs() {
   const names = Object.fromEntries(state.datasets.map((d) => [d.id, d.name]));
   $("#job-table tbody").replaceChildren(...page.items.map((job) => el("tr", {},
     el("td", {}, el("a", { href: `#job/${job.id}` }, job.id.slice(0, 8))),
-    el("td", { text: job.method }), el("td", { text: names[job.dataset_id] || job.dataset_id.slice(0, 8) }),
+    el("td", { text: job.method }),
+    el("td", { text: names[job.dataset_id] || job.dataset_id.slice(0, 8) }),
     el("td", { text: job.status, class: `status-${job.status}` }),
     el("td", { text: job.metrics?.acc !== undefined ? fmt(job.metrics.acc) : "" }),
     el("td", { text: when(job.created_at) }))));
@@ -371,10 +392,11 @@ function showJob(job) {
   const dataset = state.datasets.find((d) => d.id === job.dataset_id);
   const items = [["status", job.status], ["method", job.method],
     ["dataset", dataset ? dataset.name : job.dataset_id], ["clusters", job.n_clusters ?? "found"],
-    ["seed", job.seed], ["device", job.device ?? ""], ["wall time", job.wall_s ? `${job.wall_s} s` : ""]];
+    ["seed", job.seed], ["device", job.device ?? ""],
+    ["wall time", job.wall_s ? `${job.wall_s} s` : ""]];
   if (job.error) items.push(["error", job.error]);
   $("#job-summary").replaceChildren(...items.flatMap(([k, v]) => [el("dt", { text: k }),
-    el("dd", { text: String(v), id: k === "status" ? "job-status" : `job-${k.replace(" ", "-")}` })]));
+    el("dd", { text: String(v), id: `job-${k.replace(" ", "-")}` })]));
   $("#cancel-job").disabled = !["queued", "running"].includes(job.status);
   $("#job-live").hidden = !["queued", "running"].includes(job.status);
   showProgress(job.progress);
@@ -468,7 +490,7 @@ async function finishJob(jobId) {
   await showResults(job);
 }
 
-// ---- line charts ----------------------------------------------------------------------------------
+// ---- line charts -------------------------------------------------------------------------------
 function lineChart(canvas, series, { xLabel = "step", yRange } = {}) {
   const ctx = canvas.getContext("2d");
   const { width, height } = canvas;
@@ -480,13 +502,16 @@ function lineChart(canvas, series, { xLabel = "step", yRange } = {}) {
   const x0 = Math.min(...xs), x1 = Math.max(...xs) || 1;
   const y0 = yRange ? yRange[0] : Math.min(...ys), y1 = yRange ? yRange[1] : Math.max(...ys);
   const sx = (x) => pad.left + (x - x0) / ((x1 - x0) || 1) * (width - pad.left - pad.right);
-  const sy = (y) => height - pad.bottom - (y - y0) / ((y1 - y0) || 1) * (height - pad.top - pad.bottom);
+  const plotHeight = height - pad.top - pad.bottom;
+  const sy = (y) => height - pad.bottom - (y - y0) / ((y1 - y0) || 1) * plotHeight;
   ctx.strokeStyle = "#999";
   ctx.strokeRect(pad.left, pad.top, width - pad.left - pad.right, height - pad.top - pad.bottom);
   ctx.fillStyle = "#333";
   ctx.font = "11px sans-serif";
   ctx.textAlign = "right";
-  for (const y of [y0, (y0 + y1) / 2, y1]) ctx.fillText(Number(y.toPrecision(3)), pad.left - 4, sy(y) + 4);
+  for (const y of [y0, (y0 + y1) / 2, y1]) {
+    ctx.fillText(Number(y.toPrecision(3)), pad.left - 4, sy(y) + 4);
+  }
   ctx.textAlign = "center";
   ctx.fillText(`${x0}`, pad.left, height - pad.bottom + 14);
   ctx.fillText(`${x1}`, width - pad.right - 8, height - pad.bottom + 14);
@@ -511,8 +536,10 @@ function drawHistory(history) {
     const id = `loss-${phase.replace(/\W/g, "_")}`;
     let canvas = document.getElementById(id);
     if (!canvas) {
-      canvas = el("canvas", { id, width: 420, height: 200, role: "img", "aria-label": `losses of ${phase}` });
-      wrap.append(el("div", { class: "chart" }, el("div", { class: "chart-title", text: phase }), canvas));
+      canvas = el("canvas", { id, width: 420, height: 200, role: "img",
+        "aria-label": `losses of ${phase}` });
+      wrap.append(el("div", { class: "chart" },
+        el("div", { class: "chart-title", text: phase }), canvas));
     }
     const records = history.filter((r) => r.phase === phase && r.losses);
     const names = [...new Set(records.flatMap((r) => Object.keys(r.losses)))];
@@ -562,8 +589,7 @@ function showMetrics(job) {
   const biggest = Math.max(1, ...sizes);
   $("#cluster-sizes").replaceChildren(...sizes.map((size, k) => el("div", { class: "bar-row" },
     el("span", { class: "bar-label", text: `cluster ${k}` }),
-    (() => { const bar = el("span", { class: "bar" }); bar.style.width = `${180 * size / biggest}px`;
-      bar.style.background = colour(k); return bar; })(),
+    swatch("bar", colour(k), `${180 * size / biggest}px`),
     el("span", { text: String(size) }))));
 }
 
@@ -602,7 +628,7 @@ function drawMap() {
   }
   const clusters = [...new Set(map.cluster)].sort((a, b) => a - b);
   $("#legend").replaceChildren(...clusters.map((k) => el("span", { class: "legend-item" },
-    (() => { const dot = el("span", { class: "dot" }); dot.style.background = colour(k); return dot; })(),
+    swatch("dot", colour(k)),
     `cluster ${k}`)));
 }
 
@@ -621,9 +647,17 @@ function setupMap() {
       const d = (s.x(map.x[i]) - px) ** 2 + (s.y(map.y[i]) - py) ** 2;
       if (d < bestDistance) { best = i; bestDistance = d; }
     }
-    if (best !== state.hoverIndex) { state.hoverIndex = best; drawMap(); showTip(best, event, box); }
+    if (best !== state.hoverIndex) {
+      state.hoverIndex = best;
+      drawMap();
+      showTip(best, event, box);
+    }
   });
-  canvas.addEventListener("mouseleave", () => { state.hoverIndex = -1; $("#map-tip").hidden = true; drawMap(); });
+  canvas.addEventListener("mouseleave", () => {
+    state.hoverIndex = -1;
+    $("#map-tip").hidden = true;
+    drawMap();
+  });
   canvas.addEventListener("keydown", (event) => {  // the arrow keys walk through the points
     const { map } = state.job || {};
     if (!map || !["ArrowRight", "ArrowLeft"].includes(event.key)) return;
@@ -633,8 +667,9 @@ function setupMap() {
     drawMap();
     const s = mapScale();
     const box = canvas.getBoundingClientRect();
-    showTip(state.hoverIndex, { clientX: box.left + s.x(map.x[state.hoverIndex]) * box.width / canvas.width,
-      clientY: box.top + s.y(map.y[state.hoverIndex]) * box.height / canvas.height }, box);
+    const i = state.hoverIndex;
+    showTip(i, { clientX: box.left + s.x(map.x[i]) * box.width / canvas.width,
+      clientY: box.top + s.y(map.y[i]) * box.height / canvas.height }, box);
   });
 }
 
@@ -653,7 +688,8 @@ function showTip(i, event, box) {
     try {
       const data = await samples(dataset.id, [map.index[i]]);
       if (state.hoverIndex === i && state.job.id === id) {
-        tip.append(imageCanvas(data.rows[0], data.shape, Math.max(1, Math.round(48 / data.shape[0]))));
+        const scale = Math.max(1, Math.round(48 / data.shape[0]));
+        tip.append(imageCanvas(data.rows[0], data.shape, scale));
       }
     } catch (err) { failed(err); }
   }, 120);
@@ -667,7 +703,8 @@ async function showTopSamples(job, map, dataset) {
     byCluster.get(map.cluster[i]).push([map.confidence[i], index]);
   });
   const clusters = [...byCluster.keys()].sort((a, b) => a - b).slice(0, 200 / perCluster);
-  const top = clusters.map((k) => byCluster.get(k).sort((a, b) => b[0] - a[0]).slice(0, perCluster));
+  const top = clusters.map((k) =>
+    byCluster.get(k).sort((a, b) => b[0] - a[0]).slice(0, perCluster));
   const wrap = $("#top-samples");
   if (!isImage(dataset.shape.slice(1))) {
     wrap.replaceChildren(el("p", { text: "Most confident sample indices: " + clusters.map((k, j) =>
@@ -744,7 +781,7 @@ async function loadCompare() {
     const rows = page.items.map((job) => el("tr", {},
       el("td", {}, el("a", { href: `#job/${job.id}` }, job.id.slice(0, 8))),
       el("td", { text: job.method }), el("td", { text: job.status }),
-      ...keys.map((k) => el("td", { text: job.metrics && k in job.metrics ? fmt(job.metrics[k]) : "" })),
+      ...keys.map((k) => el("td", { text: k in (job.metrics || {}) ? fmt(job.metrics[k]) : "" })),
       el("td", { text: job.wall_s ?? "" }), el("td", { text: job.seed }),
       el("td", { text: job.n_clusters ?? "" }),
       el("td", { class: "params", text: Object.entries(job.params)
