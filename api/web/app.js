@@ -499,8 +499,9 @@ function lineChart(canvas, series, { xLabel = "step", yRange } = {}) {
   const points = series.flatMap((s) => s.points);
   if (!points.length) return;
   const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
-  const x0 = Math.min(...xs), x1 = Math.max(...xs) || 1;
-  const y0 = yRange ? yRange[0] : Math.min(...ys), y1 = yRange ? yRange[1] : Math.max(...ys);
+  const x0 = Math.min(...xs), x1 = Math.max(...xs);
+  let [y0, y1] = yRange || [Math.min(...ys), Math.max(...ys)];
+  if (y0 === y1) [y0, y1] = [y0 - (Math.abs(y0) * 0.05 || 1), y1 + (Math.abs(y1) * 0.05 || 1)];
   const sx = (x) => pad.left + (x - x0) / ((x1 - x0) || 1) * (width - pad.left - pad.right);
   const plotHeight = height - pad.top - pad.bottom;
   const sy = (y) => height - pad.bottom - (y - y0) / ((y1 - y0) || 1) * plotHeight;
@@ -523,6 +524,9 @@ function lineChart(canvas, series, { xLabel = "step", yRange } = {}) {
     s.points.forEach(([x, y], i) => (i ? ctx.lineTo(sx(x), sy(y)) : ctx.moveTo(sx(x), sy(y))));
     ctx.stroke();
     ctx.fillStyle = colour(k);
+    if (s.points.length < 30) {  // few points: mark each (a single one draws no line)
+      for (const [x, y] of s.points) ctx.fillRect(sx(x) - 2, sy(y) - 2, 4, 4);
+    }
     ctx.textAlign = "left";
     ctx.fillText(s.name, legendX, pad.top + 12);
     legendX += ctx.measureText(s.name).width + 12;
