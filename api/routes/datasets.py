@@ -1,4 +1,6 @@
 import hashlib
+import threading
+from collections import OrderedDict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -129,11 +131,32 @@ def dataset_samples(dataset_id: str, session: SessionDep, caller: CallerDep,
     if outside or not rows:
         raise unprocessable(["query", "index" if index else "start"],
                             f"rows {outside[:5] or [start]} are outside 0..{row.n - 1}")
-    folder = dataset_folder(row.id)
-    X = blobs.load_array(session, f"{folder}/X.npy")
-    y = blobs.load_array(session, f"{folder}/y.npy") if row.has_labels else None
+    X, y = _sample_arrays(session, row)
     return SamplesOut(index=rows, shape=list(X.shape[1:]), rows=X[rows].tolist(),
                       labels=y[rows].tolist() if y is not None else None)
+
+
+# The page asks for a thumbnail per hovered point: keep the last few small datasets in memory
+# (a stored dataset never changes; a deleted one is refused by dataset_or_404 before this).
+SAMPLE_CACHE_BYTES = 256 << 20
+_sample_cache: OrderedDict[str, tuple] = OrderedDict()
+_sample_cache_lock = threading.Lock()
+
+
+def _sample_arrays(session, row: Dataset) -> tuple:
+    with _sample_cache_lock:
+        if row.id in _sample_cache:
+            _sample_cache.move_to_end(row.id)
+            return _sample_cache[row.id]
+    folder = dataset_folder(row.id)
+    arrays = (blobs.load_array(session, f"{folder}/X.npy"),
+              blobs.load_array(session, f"{folder}/y.npy") if row.has_labels else None)
+    if arrays[0].nbytes <= SAMPLE_CACHE_BYTES // 4:
+        with _sample_cache_lock:
+            _sample_cache[row.id] = arrays
+            while sum(a[0].nbytes for a in _sample_cache.values()) > SAMPLE_CACHE_BYTES:
+                _sample_cache.popitem(last=False)
+    return arrays
 
 
 @router.delete("/{dataset_id}", status_code=204, responses=errors(404, 409))
