@@ -4,11 +4,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -83,8 +85,13 @@ app = FastAPI(
     title="deepclust",
     version="0.1.0",
     summary="Deep clustering as a service: upload data, run DEC/IDEC/DCCF/R-DC/DSCNSS/IcicleGCN, download clusters.",
+    description="The web page: [/](/) (upload data, run a method, watch it, see the 2-D map "
+                "and compare jobs). Send `Authorization: Bearer <key>` when the server runs "
+                "with API keys (`auth` in GET /health).",
     lifespan=lifespan,
 )
+WEB = Path(__file__).parent / "web"
+app.mount("/web", StaticFiles(directory=WEB), name="web")
 app.add_middleware(BodyLimit)
 app.add_exception_handler(RequestValidationError, validation_error_without_echo)
 app.include_router(datasets.router)
@@ -118,12 +125,20 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
+@app.get("/", include_in_schema=False)
+def web_page() -> FileResponse:
+    """The single-page web interface (api/web/: plain HTML, JS and CSS, nothing fetched
+    from elsewhere)."""
+    return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
+
+
 @app.get("/health", tags=["service"])
 def health() -> dict:
-    """Liveness: the process answers. It touches nothing else; GET /ready checks the services."""
+    """Liveness: the process answers. It touches nothing else; GET /ready checks the services.
+    `auth`: `keys` when every data route needs `Authorization: Bearer <key>`, else `none`."""
     settings = get_settings()
     return {"status": "ok", "database": get_engine().dialect.name, "embedded": settings.embedded,
-            "blob_store": settings.blobs}
+            "blob_store": settings.blobs, "auth": settings.auth_mode}
 
 
 @app.get("/ready", tags=["service"], response_model=ReadyOut,

@@ -66,6 +66,32 @@ class DatasetOut(BaseModel):
     _utc = field_validator("created_at")(as_utc)
 
 
+class SamplesOut(BaseModel):
+    index: list[int] = Field(description="the rows returned, in the order asked")
+    shape: list[int] = Field(description="the shape of one row: (d,) or (H, W[, C])")
+    rows: list[Any] = Field(description="float32 values, each row in `shape`")
+    labels: list[Any] | None = Field(description="the rows' labels, when the dataset has them")
+
+
+class ProjectionOut(BaseModel):
+    """The 2-D map of a job's embedding (core.projection): one entry per plotted sample."""
+    method: Literal["umap", "pca"]
+    total: int = Field(description="samples in the dataset; at most 20,000 are plotted")
+    index: list[int]
+    x: list[float]
+    y: list[float]
+    cluster: list[int]
+    confidence: list[float]
+
+
+class ConfusionOut(BaseModel):
+    clusters: list[int] = Field(description="the rows: predicted clusters")
+    classes: list[Any] = Field(description="the columns: the dataset's labels")
+    matrix: list[list[int]] = Field(description="samples of cluster i with label j")
+    mapping: dict[str, Any] = Field(description="each cluster's label under the Hungarian "
+                                                "matching that ACC uses")
+
+
 def _method_enum(schema: dict) -> None:
     """The registry's names as an enum in the OpenAPI schema. Validation stays in the route,
     whose 422 names the known methods."""

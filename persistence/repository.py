@@ -174,8 +174,10 @@ def heartbeat(session: Session, job_id: str, progress: dict | None, device: str 
 
 def finish_job(session: Session, job_id: str, *, labels: np.ndarray, confidence: np.ndarray,
                embedding: np.ndarray, metrics: dict, history: list, progress: dict | None,
-               device: str, versions: dict, wall_s: float, peak_mb: float) -> bool:
-    """running -> succeeded with every result, in the caller's single transaction."""
+               device: str, versions: dict, wall_s: float, peak_mb: float,
+               projection: np.ndarray | None = None) -> bool:
+    """running -> succeeded with every result, in the caller's single transaction.
+    `projection`: the 2-D map's (m, 3) rows of index, x, y (core.projection)."""
     done = session.execute(
         update(Job).where(Job.id == job_id, Job.status == "running", Job.cancel_requested.is_(False))
         .values(status="succeeded", metrics=metrics, progress=progress, device=device, versions=versions,
@@ -187,6 +189,8 @@ def finish_job(session: Session, job_id: str, *, labels: np.ndarray, confidence:
     stored = (blobs.save_array(session, f"{folder}/labels.npy", labels.astype(np.int64))
               + blobs.save_array(session, f"{folder}/confidence.npy", confidence.astype(np.float32))
               + blobs.save_array(session, f"{folder}/embedding.npy", embedding.astype(np.float32)))
+    if projection is not None:
+        stored += blobs.save_array(session, f"{folder}/projection.npy", projection)
     session.execute(update(Job).where(Job.id == job_id).values(stored_bytes=stored))
     session.merge(JobResult(job_id=job_id, history=history, embedding_shape=list(embedding.shape)))
     return True

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     default_max_storage_mb: int = Field(10240, ge=1)  # datasets + job results
     default_max_upload_mb: int | None = Field(None, ge=1)  # unset: max_upload_bytes
     default_requests_per_minute: int = Field(600, ge=1)
+    # The 2-D map of each finished job (core/projection.py): `umap` (PCA for a 2-D embedding or
+    # tiny data), `pca` (no numba compile: the tests), `none` (no map; GET .../projection: 409).
+    projection: Literal["umap", "pca", "none"] = "umap"
     retention_days: float = Field(30, gt=0)  # finished jobs and unused datasets older than this go
     sweep_every_s: float = 3600.0
     orphan_grace_s: float = 3600.0  # younger local blob files may be an upload being committed

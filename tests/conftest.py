@@ -40,6 +40,9 @@ os.environ.update({
     "DEEPCLUST_REAP_EVERY_S": "1",
     # The tests' score margins were measured on two threads; a bigger machine must not change them.
     "DEEPCLUST_TORCH_THREADS": "2",
+    # UMAP's numba compilation costs every worker child (one per job) 15-100 s on this machine;
+    # the maps of the tests' jobs are PCA (tests/test_projection.py runs UMAP itself).
+    "DEEPCLUST_PROJECTION": "pca",
 })
 
 

@@ -133,13 +133,14 @@ def run_job(job_id: str) -> str:
             return "cancelled"
         metrics = result_metrics(result.labels, result.embedding, n_clusters, y_true, seed=seed)
         metrics.update(result.extras)
+        projection = _projection(result, seed, metrics, settings.projection)
         beat.finish()
         with session_scope() as session:
             finished = finish_job(
                 session, job_id, labels=result.labels, confidence=result.confidence, embedding=result.embedding,
                 metrics=metrics, history=ctx.history, progress=beat.latest, device=device,
                 versions=library_versions(), wall_s=round(time.perf_counter() - started, 3),
-                peak_mb=peak_memory_mb(device))
+                peak_mb=peak_memory_mb(device), projection=projection)
         if not finished:  # cancelled while the result was being computed
             with session_scope() as session:
                 end_job(session, job_id, "cancelled", "cancelled", device=device)
@@ -156,6 +157,24 @@ def run_job(job_id: str) -> str:
         return "failed"
     finally:
         beat.stopped.set()
+
+
+def _projection(result, seed: int, metrics: dict, how: str):
+    """The 2-D map for the web page; its cost goes into metrics["timings"]. A failure here
+    costs the job its map (GET /jobs/{id}/projection: 409), never its result."""
+    from core.projection import project
+
+    if how == "none":
+        return None
+    try:
+        projection = project(result.embedding, result.labels, seed=seed, method=how)
+    except Exception:
+        log.exception("the 2-D projection failed")
+        return None
+    metrics.setdefault("timings", {}).update(
+        projection_s=projection.seconds, projection_peak_mb=projection.peak_mb,
+        projection_method=projection.method, projection_points=len(projection.index))
+    return projection.as_array()
 
 
 def _fail(job_id: str, error: str, device: str | None) -> None:

@@ -1,4 +1,6 @@
 import hashlib
+import threading
+from collections import OrderedDict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -11,12 +13,13 @@ from api.auth import Caller, CallerDep, authenticate, check_storage
 from api.deps import (Limit, Offset, SessionDep, dataset_or_404, errors, unprocessable,
                       visible)
 from api.idempotency import Claim, IdempotencyKey, begin, fingerprint
-from api.schemas import DatasetOut, Page
+from api.schemas import DatasetOut, Page, SamplesOut
 from api.uploads import UploadTooLarge, clean_filename, receive_upload, upload_folder
 from core.io import FORMATS, DataError, DataTooLarge, format_of, open_dataset
+from persistence import blobs
 from persistence.db import session_scope
 from persistence.models import Dataset, Job
-from persistence.repository import create_dataset, delete_dataset, page
+from persistence.repository import create_dataset, dataset_folder, delete_dataset, page
 from persistence.settings import get_settings
 
 router = APIRouter(prefix="/datasets", tags=["datasets"], dependencies=[Depends(authenticate)],
@@ -108,6 +111,52 @@ def list_datasets(session: SessionDep, caller: CallerDep, limit: Limit = 50, off
 @router.get("/{dataset_id}", response_model=DatasetOut, responses=errors(404))
 def get_dataset(dataset_id: str, session: SessionDep, caller: CallerDep):
     return dataset_or_404(session, dataset_id, caller)
+
+
+MAX_SAMPLES = 200  # rows per request: a page of thumbnails, never the whole array
+SampleIndex = Annotated[list[Annotated[int, Query(ge=0, le=2**31 - 1)]] | None,
+                        Query(max_length=MAX_SAMPLES, description="rows to return (repeat it)")]
+
+
+@router.get("/{dataset_id}/samples", response_model=SamplesOut, responses=errors(404, 422))
+def dataset_samples(dataset_id: str, session: SessionDep, caller: CallerDep,
+                    index: SampleIndex = None,
+                    start: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+                    count: Annotated[int, Query(ge=1, le=MAX_SAMPLES)] = 16):
+    """Some rows of the stored float32 array, images in their shape (H, W[, C]): the rows
+    named by `index` (at most 200), or else `count` rows from `start`; with their labels."""
+    row = dataset_or_404(session, dataset_id, caller)
+    rows = list(index) if index else list(range(start, min(start + count, row.n)))
+    outside = [i for i in rows if i >= row.n]
+    if outside or not rows:
+        raise unprocessable(["query", "index" if index else "start"],
+                            f"rows {outside[:5] or [start]} are outside 0..{row.n - 1}")
+    X, y = _sample_arrays(session, row)
+    return SamplesOut(index=rows, shape=list(X.shape[1:]), rows=X[rows].tolist(),
+                      labels=y[rows].tolist() if y is not None else None)
+
+
+# The page asks for a thumbnail per hovered point: keep the last few small datasets in memory
+# (a stored dataset never changes; a deleted one is refused by dataset_or_404 before this).
+SAMPLE_CACHE_BYTES = 256 << 20
+_sample_cache: OrderedDict[str, tuple] = OrderedDict()
+_sample_cache_lock = threading.Lock()
+
+
+def _sample_arrays(session, row: Dataset) -> tuple:
+    with _sample_cache_lock:
+        if row.id in _sample_cache:
+            _sample_cache.move_to_end(row.id)
+            return _sample_cache[row.id]
+    folder = dataset_folder(row.id)
+    arrays = (blobs.load_array(session, f"{folder}/X.npy"),
+              blobs.load_array(session, f"{folder}/y.npy") if row.has_labels else None)
+    if arrays[0].nbytes <= SAMPLE_CACHE_BYTES // 4:
+        with _sample_cache_lock:
+            _sample_cache[row.id] = arrays
+            while sum(a[0].nbytes for a in _sample_cache.values()) > SAMPLE_CACHE_BYTES:
+                _sample_cache.popitem(last=False)
+    return arrays
 
 
 @router.delete("/{dataset_id}", status_code=204, responses=errors(404, 409))

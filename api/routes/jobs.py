@@ -3,6 +3,7 @@ import json
 import time
 from typing import Annotated, AsyncIterator
 
+import numpy as np
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -14,9 +15,10 @@ from api.auth import CallerDep, authenticate, check_active_jobs, check_storage
 from api.deps import (Limit, Offset, SessionDep, errors, job_or_404, memory_budget, unprocessable,
                       visible)
 from api.idempotency import Claim, IdempotencyKey, begin, fingerprint
-from api.schemas import JobCreate, JobOut, JobStatus, Page
+from api.schemas import ConfusionOut, JobCreate, JobOut, JobStatus, Page, ProjectionOut
 from core import method_names
 from core.io import assignment_csv_chunks
+from core.metrics import hungarian_map
 from core.registry import get_method
 from core.resources import job_memory_problem
 from persistence import blobs
@@ -148,6 +150,45 @@ def history(job_id: str, session: SessionDep, caller: CallerDep) -> list[dict]:
     """Every progress record of the run: phase, step, losses, label changes, live metrics."""
     _succeeded(session, job_id, caller)
     return session.get(JobResult, job_id).history
+
+
+@router.get("/{job_id}/projection", response_model=ProjectionOut, responses=errors(404, 409))
+def projection(job_id: str, session: SessionDep, caller: CallerDep):
+    """The 2-D map of the embedding (UMAP; PCA for a 2-D embedding or under 100 samples), at
+    most 20,000 samples (stratified by cluster), with each one's cluster and confidence."""
+    job = _succeeded(session, job_id, caller)
+    folder = job_folder(job_id)
+    if not blobs.has_blob(session, f"{folder}/projection.npy"):
+        raise HTTPException(409, f"job {job_id} has no 2-D map (it finished before maps were made, "
+                                 "or making it failed)")
+    rows = blobs.load_array(session, f"{folder}/projection.npy")
+    index = rows[:, 0].astype(np.int64)
+    labels = blobs.load_array(session, f"{folder}/labels.npy")
+    confidence = blobs.load_array(session, f"{folder}/confidence.npy")
+    timings = (job.metrics or {}).get("timings", {})
+    return ProjectionOut(method=timings.get("projection_method", "umap"), total=len(labels),
+                         index=index.tolist(), x=np.round(rows[:, 1], 4).tolist(),
+                         y=np.round(rows[:, 2], 4).tolist(), cluster=labels[index].tolist(),
+                         confidence=np.round(confidence[index].astype(np.float64), 4).tolist())
+
+
+@router.get("/{job_id}/confusion", response_model=ConfusionOut, responses=errors(404, 409))
+def confusion(job_id: str, session: SessionDep, caller: CallerDep):
+    """Clusters against the dataset's stored labels (409 when it has none)."""
+    job = _succeeded(session, job_id, caller)
+    dataset = session.get(Dataset, job.dataset_id)
+    if not dataset.has_labels:
+        raise HTTPException(409, f"dataset {dataset.id} has no labels to compare with")
+    y_true = blobs.load_array(session, f"{dataset_folder(dataset.id)}/y.npy")
+    y_pred = blobs.load_array(session, f"{job_folder(job_id)}/labels.npy")
+    classes, col = np.unique(y_true, return_inverse=True)
+    clusters, row = np.unique(y_pred, return_inverse=True)
+    matrix = np.zeros((len(clusters), len(classes)), dtype=np.int64)
+    np.add.at(matrix, (row, col), 1)
+    mapping, _ = hungarian_map(y_true, y_pred)
+    return ConfusionOut(clusters=clusters.tolist(), classes=classes.tolist(),
+                        matrix=matrix.tolist(),
+                        mapping={str(k): v for k, v in mapping.items()})
 
 
 # ---- live progress: Server-Sent Events ----------------------------------------------------------
