@@ -17,6 +17,10 @@ import numpy as np
 
 MAX_POINTS = 20_000
 UMAP_MIN_POINTS = 100
+# `auto`: UMAP from this many rows on. Every fresh worker process compiles UMAP with numba
+# (about 20 s of CPU on an idle core, 100 s on a busy 2-core machine), which is small next to
+# a fit on thousands of samples but not next to a k-means on a few hundred.
+AUTO_UMAP_ROWS = 5_000
 
 
 @dataclass
@@ -51,7 +55,10 @@ def stratified_sample(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
 def project(embedding: np.ndarray, labels: np.ndarray, seed: int = 0,
             max_points: int = MAX_POINTS, method: str = "umap") -> Projection:
     """2-D coordinates of (a stratified sample of) the embedding's rows. `method="pca"`
-    skips UMAP, whose numba compilation costs each fresh process seconds to minutes."""
+    skips UMAP, whose numba compilation costs each fresh process seconds to minutes;
+    `auto` is UMAP from AUTO_UMAP_ROWS rows on, PCA below."""
+    if method == "auto":
+        method = "umap" if len(embedding) >= AUTO_UMAP_ROWS else "pca"
     started = time.perf_counter()
     with _RssPeak() as memory:
         index = stratified_sample(labels, max_points, seed)

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     default_requests_per_minute: int = Field(600, ge=1)
     # The 2-D map of each finished job (core/projection.py): `umap` (PCA for a 2-D embedding or
     # tiny data), `pca` (no numba compile: the tests), `none` (no map; GET .../projection: 409).
-    projection: Literal["umap", "pca", "none"] = "umap"
+    projection: Literal["auto", "umap", "pca", "none"] = "auto"  # auto: UMAP from 5,000 samples
     retention_days: float = Field(30, gt=0)  # finished jobs and unused datasets older than this go
     sweep_every_s: float = 3600.0
     orphan_grace_s: float = 3600.0  # younger local blob files may be an upload being committed
