@@ -81,7 +81,8 @@ def test_embedded_service_runs_a_job_with_no_settings(tmp_path, digits):
     service = EmbeddedService(tmp_path)
     try:
         health = httpx.get(f"{service.base}/health").json()
-        assert health == {"status": "ok", "database": "sqlite", "embedded": True, "blob_store": "local"}
+        assert health == {"status": "ok", "database": "sqlite", "embedded": True, "blob_store": "local",
+                          "auth": "none"}  # the embedded default needs no key
         dataset_id = upload_digits(service, digits)
         job = httpx.post(f"{service.base}/jobs",
                          json={"dataset_id": dataset_id, "method": "kmeans", "n_clusters": 10}).json()
