@@ -495,7 +495,8 @@ def test_concurrent_job_retries_with_one_idempotency_key_make_one_job(client, ap
     assert httpx.get(f"{api_processes[0]}/jobs", headers=headers).json()["total"] == 1
     other = httpx.post(f"{api_processes[1]}/jobs", json={**body, "seed": 7}, headers=retry)
     assert other.status_code == 422 and "Idempotency-Key" in other.text
-    # the same key under another API key is another request altogether
+    # the same key under another API key is another request altogether: the dataset is not
+    # the stranger's, so it is not found (not the first key's replayed 202)
     stranger = new_key(client, "stranger")
     assert (
         httpx.post(
@@ -503,7 +504,7 @@ def test_concurrent_job_retries_with_one_idempotency_key_make_one_job(client, ap
             json=body,
             headers={**bearer(stranger["token"]), "Idempotency-Key": "job-1"},
         ).status_code
-        == 422
+        == 404
     )
 
 

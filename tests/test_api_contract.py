@@ -31,7 +31,7 @@ def test_largest_offset_is_an_empty_page(client):
 def test_every_422_detail_is_a_list_of_loc_msg_type(client, digits_id):
     responses = [
         client.post("/jobs", json={"dataset_id": digits_id, "method": "nope", "n_clusters": 3}),
-        client.post("/jobs", json={"dataset_id": "0" * 32, "method": "kmeans", "n_clusters": 3}),
+        client.post("/jobs", json={"dataset_id": digits_id, "method": "kmeans", "n_clusters": 1}),
         client.post("/datasets", params={"name": "x.csv", "label_column": "klass"}, content=b"a,b\n1,2\n3,4\n"),
         client.post("/datasets", content=npy(np.ones((3, 2)))),  # no name, no format
         client.post("/datasets", files={"other": ("x", b"1")}, data={"field": "v"}),  # no file part
