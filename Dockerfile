@@ -20,6 +20,7 @@ COPY core ./core
 COPY worker ./worker
 COPY persistence ./persistence
 COPY migrations ./migrations
+COPY deepclust_client ./deepclust_client
 # setuptools comes from requirements.txt, so no isolated build environment is needed.
 RUN pip install --no-deps --no-build-isolation -e . \
  && python -m compileall -q api core worker persistence migrations
