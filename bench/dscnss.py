@@ -8,14 +8,12 @@ as the ablation.
 
 Every run appends a JSON line to bench/results/dscnss.jsonl. DSCNSS runs first and caches
 its denoising-pretrained conv AE in bench/cache; DSC-Net alone reuses it (its wall time
-then excludes pretraining). The head's labels (extras.head_labels) are scored here too.
+then excludes pretraining). The head's labels (the head_labels artifact) are scored here too.
 """
 from __future__ import annotations
 
 import argparse
 import json
-
-import numpy as np
 
 from common import RESULTS, data_path, run_cli
 
@@ -36,11 +34,8 @@ def main() -> None:
     parser.add_argument("--device")
     parser.add_argument("--results", default=str(RESULTS / "dscnss.jsonl"))
     args = parser.parse_args()
-    from core.metrics import accuracy
-
     for dataset in args.datasets:
         preset, k = DATASETS[dataset]
-        y = np.load(data_path(dataset))["y"]
         base = {"preset": preset, **args.extra}
         runs = [] if args.ablation_only else [base]
         runs += [] if args.skip_ablation else [{**base, "self_supervision": False}]
@@ -49,8 +44,7 @@ def main() -> None:
             for params in runs:
                 record = run_cli(data_path(dataset), "dscnss", k, params, seed, args.results, args.device)
                 summary = {key: record[key] for key in ("dataset", "seed", "acc", "nmi", "ari", "wall_s")}
-                head = record["extras"].get("head_labels")
-                summary["head_acc"] = accuracy(y, np.asarray(head)) if head else None
+                summary["head_acc"] = record["artifact_metrics"].get("head_labels", {}).get("acc")
                 print(json.dumps({**summary, "params": params}), flush=True)
 
 

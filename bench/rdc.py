@@ -68,8 +68,9 @@ def table(results: Path, geometry: Path) -> None:
     print("|" + "---|" * 18)
     for (dataset, phase2, rule, epochs, maxiter, device), runs in sorted(groups.items()):
         rs, gs = [r for r, _ in runs], [g for _, g in runs]
-        geo = [r["extras"].get("geometry", {}) for r in rs]
-        iters = [r["extras"].get("iterations") for r in rs if "iterations" in r["extras"]]
+        diagnostics = [r.get("diagnostics", r.get("extras", {})) for r in rs]  # "extras" before Nov 29
+        geo = [d.get("geometry", {}) for d in diagnostics]
+        iters = [d["iterations"] for d in diagnostics if "iterations" in d]
         print(f"| {dataset} | {phase2} | {rule if phase2 == 'proximity' else '-'} | {epochs} | {len(rs)} | {fmt([r['acc'] for r in rs])} | "
               f"{fmt([r['nmi'] for r in rs])} | {fmt([r['ari'] for r in rs])} | {fmt([r['f1_macro'] for r in rs])} | "
               f"{fmt([g.get('f1_micro') for g in gs])} | {fmt([g.get('core_ratio') for g in gs])} | "
@@ -108,7 +109,7 @@ def main() -> None:
                 with open(geometry, "a") as f:
                     f.write(json.dumps({"dataset": dataset, "seed": seed, "params": record["params"], **offline}) + "\n")
                 summary = {k: record[k] for k in ("dataset", "seed", "acc", "nmi", "f1_macro", "wall_s")}
-                print(json.dumps({**summary, **offline, "phase2": phase2, "extras": record["extras"]}), flush=True)
+                print(json.dumps({**summary, **offline, "phase2": phase2, "diagnostics": record["diagnostics"]}), flush=True)
 
 
 if __name__ == "__main__":

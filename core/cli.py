@@ -140,7 +140,10 @@ def run_file(args: argparse.Namespace) -> dict:
         "cluster_sizes": metrics["cluster_sizes"], "wall_s": round(wall_s, 3), "peak_mb": peak_memory_mb(ctx.device),
         "device": ctx.device, "versions": library_versions(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "params": params.model_dump(mode="json"), "extras": result.extras,
+        "params": params.model_dump(mode="json"), "diagnostics": result.diagnostics,
+        # per-sample label artifacts (e.g. DSCNSS's head) scored like the labels, for the benchmarks
+        "artifact_metrics": {name: evaluate(data.y, values) for name, values in result.artifacts.items()
+                             if data.y is not None and values.shape == result.labels.shape},
         # wall_s excludes pretraining when the autoencoder came from --cache-dir
         "reused_pretrained_weights": any("reused_weights" in r for r in ctx.history),
     }

@@ -69,10 +69,16 @@ class InputSpec:
 
 @dataclass
 class ClusteringResult:
+    """What `fit` returns. Per-sample outputs are arrays; `diagnostics` holds only small JSON
+    values (scalars, short lists, nested dicts of those), kept with the job's metrics; any
+    other array goes to `artifacts`, stored as a blob and downloaded on its own, so no
+    n-long list ever lands in a job's JSON."""
+
     labels: np.ndarray  # (n,) int64 cluster ids 0..K-1
     confidence: np.ndarray  # (n,) float32 in [0, 1]: the assignment's soft probability
     embedding: np.ndarray  # (n, d') float32: the space the clusters live in
-    extras: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass

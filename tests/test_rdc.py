@@ -151,11 +151,11 @@ def test_rdc_without_n_clusters_uses_dbscan_and_the_ablation_switches(digits):
     method = get_method("rdc")
     tiny = {"hidden_dims": (32,), "pretrain_epochs": 2, "maxiter": 20, "refresh_interval": 10, "n_init": 2}
     result = method.fit(X, None, method.Params(**tiny), Context(seed=0, device="cpu"))
-    assert result.extras["n_clusters_found"] == len(np.unique(result.labels)) >= 1
-    assert "dbscan_eps" in result.extras and result.labels.min() == 0
+    assert result.diagnostics["n_clusters_found"] == len(np.unique(result.labels)) >= 1
+    assert "dbscan_eps" in result.diagnostics and result.labels.min() == 0
     ctx = Context(seed=0, device="cpu")
     none = method.fit(X, 5, method.Params(**tiny, phase2="none"), ctx)
-    assert not any(h["phase"] == "refresh" for h in ctx.history) and none.extras["n_clusters_found"] == 5
+    assert not any(h["phase"] == "refresh" for h in ctx.history) and none.diagnostics["n_clusters_found"] == 5
     ctx = Context(seed=0, device="cpu")
     method.fit(X, 5, method.Params(**tiny, phase2="dec"), ctx)
     assert any(h["phase"] == "cluster" and "delta_label" in h for h in ctx.history)

@@ -132,7 +132,7 @@ def run_job(job_id: str) -> str:
                 end_job(session, job_id, "cancelled", str(exc), progress=beat.latest, device=device)
             return "cancelled"
         metrics = result_metrics(result.labels, result.embedding, n_clusters, y_true, seed=seed)
-        metrics.update(result.extras)
+        metrics.update(result.diagnostics)
         projection = _projection(result, seed, metrics, settings.projection)
         beat.finish()
         with session_scope() as session:

@@ -197,5 +197,5 @@ class DCCFMethod(Method):
         return ClusteringResult(labels=final.cpu().numpy().astype(np.int64),
                                 confidence=confidence.cpu().numpy().astype(np.float32),
                                 embedding=z.cpu().numpy(),
-                                extras={"epochs_run": completed, "final_delta_label": changed,
+                                diagnostics={"epochs_run": completed, "final_delta_label": changed,
                                         "embedding_dim": int(p.embedding_dim or n_clusters)})

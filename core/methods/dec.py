@@ -115,7 +115,7 @@ def self_train(data: torch.Tensor, model: MLPAutoencoder, n_clusters: int, p: DE
     return ClusteringResult(labels=final.cpu().numpy().astype(np.int64),
                             confidence=confidence.cpu().numpy().astype(np.float32),
                             embedding=z.cpu().numpy(),
-                            extras={"iterations": iteration, "final_delta_label": changed})
+                            diagnostics={"iterations": iteration, "final_delta_label": changed})
 
 
 @register

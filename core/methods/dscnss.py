@@ -341,9 +341,9 @@ class DSCNSSMethod(Method):
             share = (A @ onehot) / (A.sum(dim=1, keepdim=True) + 1e-12)  # affinity mass inside each cluster
             confidence = share.gather(1, torch.as_tensor(final, device=dev)[:, None]).squeeze(1)
             embedding = model.encode(data)
-        extras = {"preset": p.preset, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()},
-                  "latent_dim": model.latent_dim, "round_agreements": round_agreements}
-        if head_labels is not None:
-            extras["head_labels"] = head_labels.astype(int).tolist()
+        diagnostics = {"preset": p.preset, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()},
+                       "latent_dim": model.latent_dim, "round_agreements": round_agreements}
+        artifacts = {} if head_labels is None else {"head_labels": head_labels.astype(np.int64)}
         return ClusteringResult(labels=final.astype(np.int64), confidence=confidence.cpu().numpy().astype(np.float32),
-                                embedding=embedding.cpu().numpy().astype(np.float32), extras=extras)
+                                embedding=embedding.cpu().numpy().astype(np.float32), diagnostics=diagnostics,
+                                artifacts=artifacts)

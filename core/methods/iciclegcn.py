@@ -536,7 +536,7 @@ class IcicleGCNMethod(Method):
         embedding = features if p.embedding == "features" else z
         return ClusteringResult(labels=labels.cpu().numpy().astype(np.int64),
                                 confidence=confidence.cpu().numpy().astype(np.float32),
-                                embedding=embedding.detach().cpu().numpy().astype(np.float32), extras=extras)
+                                embedding=embedding.detach().cpu().numpy().astype(np.float32), diagnostics=extras)
 
 
 _STAGE1_FIELDS = ("backbone", "backbone_width", "stem", "backbone_weights", "image_size", "jitter_strength",

@@ -142,7 +142,7 @@ class _Monitor:
 
 def proximity_training(data: torch.Tensor, model: MLPAutoencoder, shape, p: RDCParams, monitor: _Monitor,
                        ctx: Context, generator: torch.Generator) -> dict:
-    """R-DC's phase 2; returns what the result's extras report."""
+    """R-DC's phase 2; returns what the result's diagnostics report."""
     optimizer = make_optimizer(p.optimizer, model.parameters(), p.lr, p.momentum)
     n, best, stale, index, stop = len(data), -1.0, 0, 0, "maxiter"
     sums, steps, ratios = {"latent": 0.0, "reconstruction": 0.0, "total": 0.0}, 0, []
@@ -252,7 +252,7 @@ class RDCMethod(Method):
             monitor(model.encode(data), "phase1", 1, 1)
             result = self_train(data, model, n_clusters, dec, ctx, reconstruction_weight=0.0, clustering_weight=1.0)
             final = monitor(torch.from_numpy(result.embedding).to(ctx.device), "final", 1, 1)[-1]
-            result.extras.update(extras, geometry={k: final.get(k) for k in ("id", "lid", "ft", "core_ratio")})
+            result.diagnostics.update(extras, geometry={k: final.get(k) for k in ("id", "lid", "ft", "core_ratio")})
             return result
         if p.phase2 == "proximity":
             extras.update(proximity_training(data, model, shape, p, monitor, ctx, generator))
@@ -269,4 +269,4 @@ class RDCMethod(Method):
             confidence = _confidence(z.cpu().numpy(), centers)
         extras["n_clusters_found"] = int(len(np.unique(labels)))
         ctx.report("cluster", 1, 1, labels=labels, n_clusters_found=extras["n_clusters_found"])
-        return ClusteringResult(labels=labels, confidence=confidence, embedding=z.cpu().numpy(), extras=extras)
+        return ClusteringResult(labels=labels, confidence=confidence, embedding=z.cpu().numpy(), diagnostics=extras)
