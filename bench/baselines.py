@@ -1,5 +1,5 @@
 """k-means, AE+k-means, DEC and IDEC on USPS and MNIST, with the schedules of the
-authors' code (XifengGuo/DEC-keras, XifengGuo/IDEC; ../shared/methods/dec.md).
+authors' code (XifengGuo/DEC-keras, XifengGuo/IDEC; docs/methods/dec.md).
 
     python bench/baselines.py                       # USPS and MNIST, seeds 0 1 2
     python bench/baselines.py --datasets usps --pretrain-epochs 20   # a shorter CPU run

@@ -1,5 +1,5 @@
 """IcicleGCN on USPS and MNIST (as images): stage 1 alone, stage 1+2 on the same trained
-backbone, and stage 2 alone in features mode (../shared/methods/iciclegcn.md).
+backbone, and stage 2 alone in features mode (docs/methods/iciclegcn.md).
 
     python bench/iciclegcn.py --preset full --datasets usps mnist --device cuda   # paper schedule (GPU)
     OMP_NUM_THREADS=1 taskset -c 1 python bench/iciclegcn.py --preset cpu --datasets usps

@@ -1,5 +1,5 @@
 """Adversarially constrained autoencoder interpolation (ACAI; Berthelot et al. 2019) as
-DynAE and R-DC pretrain their MLP autoencoder (../shared/methods/rdc.md, Eq. 1-2).
+DynAE and R-DC pretrain their MLP autoencoder (docs/methods/rdc.md, Eq. 1-2).
 
 A critic (the encoder's MLP shape, then the mean of its outputs) regresses the mixing
 coefficient of decoded latent interpolations; the autoencoder learns to reconstruct and

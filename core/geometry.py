@@ -1,4 +1,4 @@
-"""Geometry of a latent space (../shared/methods/metrics.md): TwoNN intrinsic dimension,
+"""Geometry of a latent space (docs/metrics.md): TwoNN intrinsic dimension,
 PCA linear intrinsic dimension, their per-cluster averages, and kNN purity.
 
 Used by R-DC's monitors (the Feature Twist argument) and its benchmark.

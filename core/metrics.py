@@ -1,4 +1,4 @@
-"""External clustering metrics (../shared/methods/metrics.md). Labels are used here only."""
+"""External clustering metrics (docs/metrics.md). Labels are used here only."""
 from __future__ import annotations
 
 import numpy as np

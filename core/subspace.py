@@ -4,7 +4,7 @@ and the post-processing spectral clustering of the coefficient matrix.
 
 Ji, Zhang, Li, Salzmann, Reid. Deep subspace clustering networks. NeurIPS 2017
 (Pan Ji's TF code; XifengGuo/DSC-Net is its PyTorch port). Used by `dscnss`, whose
-ablation "DSC-Net alone" is exactly these pieces. Spec: ../shared/methods/dscnss.md.
+ablation "DSC-Net alone" is exactly these pieces. Spec: docs/methods/dscnss.md.
 """
 from __future__ import annotations
 

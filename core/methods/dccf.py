@@ -1,5 +1,5 @@
 """DCCF: Unsupervised deep clustering via contractive feature representation and focal loss.
-Cai, Wang, Xu, Guo. Pattern Recognition 123 (2022) 108386. Spec: ../shared/methods/dccf.md.
+Cai, Wang, Xu, Guo. Pattern Recognition 123 (2022) 108386. Spec: docs/methods/dccf.md.
 
 IDEC-style joint training of an autoencoder and DEC's clustering layer, with
   L = L_crl + beta * (l_cl + l_fl)                                         (Eq. 14)

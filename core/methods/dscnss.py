@@ -1,5 +1,5 @@
 """DSCNSS: Deep subspace image clustering network with self-expression and self-supervision.
-Chen, Lu, Wei, Geng. Applied Intelligence 2022. Spec: ../shared/methods/dscnss.md.
+Chen, Lu, Wei, Geng. Applied Intelligence 2022. Spec: docs/methods/dscnss.md.
 
 DSC-Net (conv AE + n x n self-expression Z ~ CZ + spectral clustering of C, core/subspace.py)
 alternating with a self-supervised classifier head trained on the spectral pseudo-labels:

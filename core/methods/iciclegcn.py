@@ -1,6 +1,6 @@
 """IcicleGCN: image clustering with contrastive learning and multi-scale graph convolution.
 Xu, Huang, Wang, Lai. Pattern Recognition 146 (2024) 110065; code xuyuankun631/IcicleGCN.
-Spec: ../shared/methods/iciclegcn.md.
+Spec: docs/methods/iciclegcn.md.
 
 Stage 1 (images): a ResNet trained from scratch on two augmented views with
   L1 = L_CIS (instance NT-Xent, Eq. 2-3) + L_CCS (cluster contrast + entropy, Eq. 4-5)

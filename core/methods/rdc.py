@@ -1,5 +1,5 @@
 """R-DC (Shaheen/Salem, Mrabah, Ksantini, Alqaddoumi, arXiv 2503.03733): deep clustering with
-two rounds of self-supervision and no pseudo-labels (../shared/methods/rdc.md).
+two rounds of self-supervision and no pseudo-labels (docs/methods/rdc.md).
 
 Phase 1 pretrains the MLP autoencoder with ACAI (core/acai.py). Phase 2 refreshes the codes
 every `refresh_interval` iterations, finds each point's M-1 nearest neighbours, calls a
