@@ -55,16 +55,19 @@ def settings(method: str, params: dict) -> str:
     except KeyError:  # a peer library's method: show its settings as given
         return ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "pretrain_epochs")
     params = {**BEFORE_PARAMETER.get(method, {}), **params}
-    if method == "dscnss" and params.get("self_supervision") is False:  # DSC-Net alone: no J2, no head
+    # DSC-Net alone (self_supervision=False) has no J2 and no head: their settings do not apply
+    if method == "dscnss" and params.get("self_supervision") is False:
         params = {k: v for k, v in params.items()
                   if k not in DSCNSS_MODULE_ONLY and not k.startswith("j2_")}
-    changed = {k: v for k, v in params.items() if defaults.get(k) != v and k != "pretrain_epochs"}
+    changed = {k: v for k, v in params.items()
+               if defaults.get(k) != v and k != "pretrain_epochs"}
     return ", ".join(f"{k}={v}" for k, v in sorted(changed.items())) or "defaults"
 
 
 def threads(runs: list[dict]) -> str:
-    """torch's CPU threads per run; runs recorded before it was kept used the default (every core)."""
-    return "/".join(sorted({str(r.get("versions", {}).get("torch_threads") or "all") for r in runs}))
+    """torch's CPU threads per run; runs recorded before it was kept used all cores."""
+    counts = {str(r.get("versions", {}).get("torch_threads") or "all") for r in runs}
+    return "/".join(sorted(counts))
 
 
 def dates(runs: list[dict]) -> str:
@@ -85,8 +88,9 @@ def grouped(files: list[Path]) -> dict[tuple, list[dict]]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for file in files:
         for r in read_runs(file):
-            key = (file.stem, r["dataset"], r["n"], r["method"], settings(r["method"], r["params"]),
-                   r["params"].get("pretrain_epochs", "-"), r["device"], threads([r]))
+            key = (file.stem, r["dataset"], r["n"], r["method"],
+                   settings(r["method"], r["params"]), r["params"].get("pretrain_epochs", "-"),
+                   r["device"], threads([r]))
             groups[key].append(r)
     return groups
 
@@ -94,8 +98,8 @@ def grouped(files: list[Path]) -> dict[tuple, list[dict]]:
 def tables(files: list[Path], per_seed: bool = False) -> list[str]:
     """One markdown table per file and data set; rows in the order they were first recorded."""
     lines, current = [], None
-    header = ("| method | settings | pretrain epochs | seeds | ACC % | NMI % | ARI % | wall s | peak MB "
-              "| device | threads | AE reused | date |")
+    header = ("| method | settings | pretrain epochs | seeds | ACC % | NMI % | ARI % | wall s "
+              "| peak MB | device | threads | AE reused | date |")
     for key, runs in sorted(grouped(files).items(), key=lambda g: g[0][:2]):
         stem, dataset, n, method, setting, epochs, device, _ = key
         if (stem, dataset) != current:
@@ -112,7 +116,8 @@ def tables(files: list[Path], per_seed: bool = False) -> list[str]:
         lines.append(
             f"| {method} | {setting} | {epochs} | {len(runs)} | {fmt([r['acc'] for r in runs])} | "
             f"{fmt([r['nmi'] for r in runs])} | {fmt([r['ari'] for r in runs])} | "
-            f"{fmt([r['wall_s'] for r in runs], 1, 0)} | {fmt([r['peak_mb'] for r in runs], 1, 0)} | "
+            f"{fmt([r['wall_s'] for r in runs], 1, 0)} | "
+            f"{fmt([r['peak_mb'] for r in runs], 1, 0)} | "
             f"{device} | {threads(runs)} | {reused}/{len(runs)} | {dates(runs)} |"
             + (by_seed if per_seed else ""))
     return lines
@@ -125,24 +130,29 @@ PAPER = [
      "DEC-keras re-run, 10 trials ([dec](../docs/methods/dec.md))"),
     ("baselines", "usps", "dec", "update_interval=30", "all", (76.4, 78.7, 70.7),
      "DEC-keras re-run, 10 trials ([dec](../docs/methods/dec.md))"),
-    ("baselines", "usps", "idec", "lr=0.1, momentum=0.99, optimizer=sgd, update_interval=30", "all",
-     (76.1, None, None), "IDEC paper, as quoted by IDEC-toy ([idec](../docs/methods/idec.md))"),
-    ("dccf", "usps", "idec", "hidden_dims=[500, 500, 1000], lr=0.1, momentum=0.99, optimizer=sgd, "
-     "update_interval=30", "1", (77.14, 79.15, None), "DCCF's IDEC re-run, Tables 2–3"),
+    ("baselines", "usps", "idec", "lr=0.1, momentum=0.99, optimizer=sgd, update_interval=30",
+     "all", (76.1, None, None),
+     "IDEC paper, as quoted by IDEC-toy ([idec](../docs/methods/idec.md))"),
+    ("dccf", "usps", "idec", "hidden_dims=[500, 500, 1000], lr=0.1, momentum=0.99, "
+     "optimizer=sgd, update_interval=30", "1", (77.14, 79.15, None),
+     "DCCF's IDEC re-run, Tables 2–3"),
     ("dccf", "usps", "dccf", "defaults", "1", (85.53, 82.51, None), "DCCF Tables 2–3"),
     ("dccf", "usps", "dccf", "contractive=False, focal=False", "1", (77.16, 79.29, None),
      "DCCF Table 5, neither term"),
-    ("dccf", "usps", "dccf", "focal=False", "1", (77.33, 79.67, None), "DCCF Table 5, contractive only"),
-    ("dccf", "usps", "dccf", "contractive=False", "1", (80.44, 80.75, None), "DCCF Table 5, focal only"),
-    ("dscnss", "orl", "dscnss", "preset=orl", "1", (89.21, None, None), "DSCNSS Table 4 (100 − error)"),
+    ("dccf", "usps", "dccf", "focal=False", "1", (77.33, 79.67, None),
+     "DCCF Table 5, contractive only"),
+    ("dccf", "usps", "dccf", "contractive=False", "1", (80.44, 80.75, None),
+     "DCCF Table 5, focal only"),
+    ("dscnss", "orl", "dscnss", "preset=orl", "1", (89.21, None, None),
+     "DSCNSS Table 4 (100 − error)"),
     ("dscnss", "orl", "dscnss", "preset=orl, self_supervision=False", "1", (86.0, None, None),
      "DSCNSS Table 4, DSC-Net-ℓ2 (the PyTorch port: 85.50 / 91.95)"),
     ("dscnss", "coil20", "dscnss", "j2_epochs=300, preset=coil20", "1", (96.33, None, None),
      "DSCNSS Table 4 (100 − error)"),
-    ("dscnss", "coil20", "dscnss", "preset=coil20, self_supervision=False", "1", (93.14, None, None),
-     "DSCNSS Table 4, DSC-Net-ℓ2 (the PyTorch port: 91.00 / 95.87)"),
-    ("dscnss", "extended_yaleb_48x42", "dscnss", "j2_epochs=300, preset=yaleb", "1", (98.15, None, None),
-     "DSCNSS Table 4 (100 − error)"),
+    ("dscnss", "coil20", "dscnss", "preset=coil20, self_supervision=False", "1",
+     (93.14, None, None), "DSCNSS Table 4, DSC-Net-ℓ2 (the PyTorch port: 91.00 / 95.87)"),
+    ("dscnss", "extended_yaleb_48x42", "dscnss", "j2_epochs=300, preset=yaleb", "1",
+     (98.15, None, None), "DSCNSS Table 4 (100 − error)"),
     ("dscnss", "extended_yaleb_48x42", "dscnss", "preset=yaleb, self_supervision=False", "1",
      (97.33, None, None), "DSCNSS Table 4, DSC-Net-ℓ2 (the PyTorch port: 97.33 / 96.34)"),
 ]
@@ -170,8 +180,9 @@ def paper_table() -> list[str]:
     for file, dataset, method, setting, figures, source, runs in rows:
         ours = [fmt([r[m] for r in runs]) for m in ("acc", "nmi", "ari")]
         paper = ["-" if v is None else str(v) for v in figures]
-        lines.append(f"| {dataset} | {method} | {setting} | {len(runs)} | {ours[0]} | {paper[0]} | "
-                     f"{ours[1]} | {paper[1]} | {ours[2]} | {paper[2]} | {source} | `{file}.jsonl` |")
+        lines.append(f"| {dataset} | {method} | {setting} | {len(runs)} | {ours[0]} | {paper[0]} "
+                     f"| {ours[1]} | {paper[1]} | {ours[2]} | {paper[2]} | {source} "
+                     f"| `{file}.jsonl` |")
     return lines
 
 
@@ -189,10 +200,12 @@ def files_table() -> list[str]:
     for file in sorted(RESULTS.glob("*.jsonl")):
         runs = read_runs(file)
         if not runs:
-            lines.append(f"| `{file.name}` | - | side records of a results file (offline metrics) | - | - |")
+            lines.append(f"| `{file.name}` | - | side records of a results file (offline metrics) "
+                         "| - | - |")
             continue
-        lines.append(f"| `{file.name}` | {len(runs)} | {', '.join(sorted({r['dataset'] for r in runs}))} | "
-                     f"{', '.join(sorted({r['method'] for r in runs}))} | {dates(runs)} |")
+        datasets = ", ".join(sorted({r["dataset"] for r in runs}))
+        methods = ", ".join(sorted({r["method"] for r in runs}))
+        lines.append(f"| `{file.name}` | {len(runs)} | {datasets} | {methods} | {dates(runs)} |")
     return lines
 
 
