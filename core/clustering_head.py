@@ -11,6 +11,8 @@ import torch
 from sklearn.cluster import KMeans
 from torch import nn
 
+from core.resources import FLOAT
+
 EPS = 1e-12  # clusters can empty out on small data: guard f_j -> 0 (dec.md pitfall 6)
 
 
@@ -76,3 +78,21 @@ class ClusteringHead(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return soft_assignment(z, self.centers, self.alpha)
+
+
+# soft_assignment broadcasts (rows, k, d) differences: a chunk holds at most this many floats
+_CONFIDENCE_CHUNK_FLOATS = 2**22
+
+
+def student_t_confidence(z: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """max_j q_ij under the Student-t kernel (the same soft assignment DEC uses), in chunks."""
+    rows = max(1, _CONFIDENCE_CHUNK_FLOATS // centers.size)
+    with torch.no_grad():
+        q = torch.cat([soft_assignment(torch.from_numpy(z[i:i + rows]), torch.from_numpy(centers))
+                       for i in range(0, len(z), rows)])
+    return q.max(dim=1).values.numpy().astype(np.float32)
+
+
+def confidence_bytes(n: int, d: int, k: int) -> int:
+    """student_t_confidence: one chunk's differences and squares, and the (n, k) assignment."""
+    return FLOAT * (2 * min(_CONFIDENCE_CHUNK_FLOATS, n * k * d) + 2 * n * k)

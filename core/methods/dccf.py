@@ -37,9 +37,9 @@ from core.interface import (
     LayerWidth,
     Method,
 )
-from core.methods.dec import self_training_bytes
 from core.registry import register
 from core.resources import FLOAT, with_slack
+from core.self_training import self_training_bytes
 from core.training import make_optimizer, map_in_chunks, shuffled_batches
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from core.autoencoder import (
@@ -12,29 +11,16 @@ from core.autoencoder import (
     autoencoder_memory_bytes,
     vectors_and_pretrained_autoencoder,
 )
-from core.clustering_head import kmeans_centers, kmeans_restarts, soft_assignment
+from core.clustering_head import (
+    confidence_bytes,
+    kmeans_centers,
+    kmeans_restarts,
+    student_t_confidence,
+)
 from core.interface import ClusteringResult, Context, Method, MethodParams
 from core.registry import register
 from core.resources import FLOAT, kmeans_bytes, with_slack
 from core.training import as_vectors, seed_everything
-
-# soft_assignment broadcasts (rows, k, d) differences: a chunk holds at most this many floats
-_CONFIDENCE_CHUNK_FLOATS = 2**22
-
-
-def _confidence(z: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """max_j q_ij under the Student-t kernel (the same soft assignment DEC uses)."""
-    rows = max(1, _CONFIDENCE_CHUNK_FLOATS // centers.size)
-    with torch.no_grad():
-        q = torch.cat([soft_assignment(torch.from_numpy(z[i:i + rows]), torch.from_numpy(centers))
-                       for i in range(0, len(z), rows)])
-    return q.max(dim=1).values.numpy().astype(np.float32)
-
-
-def confidence_bytes(n: int, d: int, k: int) -> int:
-    """_confidence: one chunk's differences and squares, and the (n, k) assignment."""
-    return FLOAT * (2 * min(_CONFIDENCE_CHUNK_FLOATS, n * k * d) + 2 * n * k)
-
 
 class KMeansParams(MethodParams):
     n_init: int = Field(20, ge=1, le=100, description="k-means restarts; the best inertia wins (DEC/IDEC: 20)")
@@ -61,7 +47,7 @@ class KMeansMethod(Method):
         centers, labels, inertia = kmeans_restarts(flat, n_clusters, ctx.seed, params.n_init,
                                                    params.max_iter, check=ctx.check_cancelled)
         ctx.report("kmeans", 1, 1, losses={"inertia": inertia}, labels=labels)
-        return ClusteringResult(labels=labels, confidence=_confidence(flat, centers), embedding=flat)
+        return ClusteringResult(labels=labels, confidence=student_t_confidence(flat, centers), embedding=flat)
 
 
 class AEKMeansParams(AutoencoderParams):
@@ -86,4 +72,4 @@ class AEKMeansMethod(Method):
         z = model.encode(data, ctx.check_cancelled).cpu().numpy()
         centers, labels = kmeans_centers(z, n_clusters, ctx.seed, params.n_init, check=ctx.check_cancelled)
         ctx.report("kmeans", 1, 1, labels=labels)
-        return ClusteringResult(labels=labels, confidence=_confidence(z, centers), embedding=z)
+        return ClusteringResult(labels=labels, confidence=student_t_confidence(z, centers), embedding=z)

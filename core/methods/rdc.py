@@ -21,14 +21,13 @@ from pydantic import Field
 
 from core.acai import ACAIParams, acai_pretrained_autoencoder
 from core.autoencoder import MLPAutoencoder, autoencoder_memory_bytes
-from core.clustering_head import kmeans_centers
+from core.clustering_head import confidence_bytes, kmeans_centers, student_t_confidence
 from core.geometry import cluster_geometry
 from core.images import image_shape, random_shift_rotate
 from core.interface import MAX_LOSS_WEIGHT, ClusteringResult, Context, InputSpec, Method
 from core.knn import knn
-from core.methods.dec import DECParams, self_train, self_training_bytes
-from core.methods.kmeans import _confidence, confidence_bytes
 from core.registry import register
+from core.self_training import SelfTrainingParams, self_train, self_training_bytes
 from core.resources import (
     FLOAT,
     kmeans_bytes,
@@ -247,7 +246,7 @@ class RDCMethod(Method):
         if p.phase2 == "dec":
             if n_clusters is None:
                 raise ValueError("phase2='dec' needs n_clusters")
-            dec = DECParams(**{k: getattr(p, k) for k in ("hidden_dims", "embedding_dim", "batch_size", "n_init",
+            dec = SelfTrainingParams(**{k: getattr(p, k) for k in ("hidden_dims", "embedding_dim", "batch_size", "n_init",
                                                           "maxiter")})
             monitor(model.encode(data), "phase1", 1, 1)
             result = self_train(data, model, n_clusters, dec, ctx, reconstruction_weight=0.0, clustering_weight=1.0)
@@ -266,7 +265,7 @@ class RDCMethod(Method):
         else:
             centers, labels = kmeans_centers(z.cpu().numpy(), n_clusters, ctx.seed, p.n_init,
                                              check=ctx.check_cancelled)
-            confidence = _confidence(z.cpu().numpy(), centers)
+            confidence = student_t_confidence(z.cpu().numpy(), centers)
         extras["n_clusters_found"] = int(len(np.unique(labels)))
         ctx.report("cluster", 1, 1, labels=labels, n_clusters_found=extras["n_clusters_found"])
         return ClusteringResult(labels=labels, confidence=confidence, embedding=z.cpu().numpy(), diagnostics=extras)
