@@ -27,7 +27,8 @@ Step = Callable[[Batch], Terms]
 class Batches:
     """How a phase walks its n rows. 'shuffled': a fresh permutation every pass (drawn from
     `generator`, or from torch's global one when None); 'in_order': consecutive slices. The
-    last batch of a pass is short, or dropped with `drop_last`; a batch is never empty.
+    last batch of a pass is short, or dropped with `drop_last` (or when under `min_size`); a
+    batch is never empty.
     `size=None`: every step takes the whole data, and no permutation is drawn."""
 
     n: int
@@ -36,12 +37,13 @@ class Batches:
     generator: torch.Generator | None = None
     device: str | None = None
     drop_last: bool = False
+    min_size: int = 1  # a shorter last batch is skipped (ACAI needs pairs)
 
     def one_pass(self) -> Iterator[Batch]:
         if self.size is None:
             yield slice(None)
             return
-        stop = self.n - self.size + 1 if self.drop_last else self.n
+        stop = self.n - max(self.size if self.drop_last else self.min_size, 1) + 1
         if self.order == "in_order":
             for start in range(0, stop, self.size):
                 yield slice(start, min(start + self.size, self.n))

@@ -22,12 +22,12 @@ from pydantic import Field
 from core.acai import ACAIParams, acai_pretrained_autoencoder
 from core.autoencoder import MLPAutoencoder, autoencoder_memory_bytes
 from core.clustering_head import confidence_bytes, kmeans_centers, student_t_confidence
+from core.engine import Batch, Batches, run_iterations
 from core.geometry import cluster_geometry
 from core.images import image_shape, random_shift_rotate
 from core.interface import MAX_LOSS_WEIGHT, ClusteringResult, Context, InputSpec, Method
 from core.knn import knn
 from core.registry import register
-from core.self_training import SelfTrainingParams, self_train, self_training_bytes
 from core.resources import (
     FLOAT,
     kmeans_bytes,
@@ -36,6 +36,7 @@ from core.resources import (
     mlp_parameters,
     with_slack,
 )
+from core.self_training import SelfTrainingParams, self_train, self_training_bytes
 from core.training import OptimizerName, as_vectors, make_optimizer, seed_everything
 
 
@@ -123,62 +124,82 @@ class _Monitor:
     def __init__(self, p: RDCParams, n_clusters: int | None, ctx: Context):
         self.p, self.k, self.ctx = p, n_clusters, ctx
 
-    def __call__(self, z: torch.Tensor, phase: str, step: int, total: int, **extra):
+    def survey(self, z: torch.Tensor):
+        """(distances, neighbours, core, kept, record, k-means labels or None) of codes z."""
         p, check = self.p, self.ctx.check_cancelled
         dist, idx = knn(z, p.n_neighbors - 1, check=check)
-        core, kept = proximity_filter(dist, p.alpha_core, p.beta_nn, p.filter_mode, p.beta_scale, p.core_rule)
+        core, kept = proximity_filter(dist, p.alpha_core, p.beta_nn, p.filter_mode, p.beta_scale,
+                                      p.core_rule)
         record = {"core_ratio": core.float().mean().item(),
                   "kept_neighbours": kept[core].float().sum(1).mean().item() if core.any() else 0.0}
         labels = None
         if p.geometry:
             z_np = z.cpu().numpy()
             labels = (kmeans_centers(z_np, self.k, self.ctx.seed, p.n_init, check=check)[1]
-                      if self.k is not None else density_labels(z, p.n_neighbors, p.dbscan_quantile, check)[0])
+                      if self.k is not None
+                      else density_labels(z, p.n_neighbors, p.dbscan_quantile, check)[0])
             record.update(cluster_geometry(z_np, labels, p.lid_threshold, check))
-        self.ctx.report(phase, step, total, labels=labels, **record, **extra)
-        return dist, idx, core, kept, record
+        return dist, idx, core, kept, record, labels
+
+    def __call__(self, z: torch.Tensor, phase: str) -> dict:
+        """Survey z and report it as `phase`; returns the record."""
+        *_, record, labels = self.survey(z)
+        self.ctx.report(phase, 1, 1, labels=labels, **record)
+        return record
 
 
-def proximity_training(data: torch.Tensor, model: MLPAutoencoder, shape, p: RDCParams, monitor: _Monitor,
-                       ctx: Context, generator: torch.Generator) -> dict:
+class _ProximityTargets:
+    """What phase 2 pulls towards between two refreshes, and when it stops."""
+
+    def __init__(self, p: RDCParams):
+        self.p, self.best, self.stale, self.ratios, self.stop_reason = p, -1.0, 0, [], "maxiter"
+
+    def update(self, z: torch.Tensor, survey) -> bool:
+        """Take a refresh's survey of codes z; True when the core ratio stopped growing."""
+        _, idx, core, kept, record, _ = survey
+        ratio = record["core_ratio"]
+        self.ratios.append(ratio)
+        self.best, self.stale = (ratio, 0) if ratio > self.best else (self.best, self.stale + 1)
+        if self.stale >= self.p.patience:
+            self.stop_reason = "core ratio stopped growing"
+            return True
+        self.core = core
+        self.centroids = torch.where(core[:, None], neighbour_centroids(z, idx, kept), z)
+        self.pull = (core.float() if self.p.border_target == "paper"
+                     else torch.ones_like(core, dtype=torch.float32))
+        return False
+
+
+def proximity_training(data: torch.Tensor, model: MLPAutoencoder, shape, p: RDCParams,
+                       monitor: _Monitor, ctx: Context, generator: torch.Generator) -> dict:
     """R-DC's phase 2; returns what the result's diagnostics report."""
     optimizer = make_optimizer(p.optimizer, model.parameters(), p.lr, p.momentum)
-    n, best, stale, index, stop = len(data), -1.0, 0, 0, "maxiter"
-    sums, steps, ratios = {"latent": 0.0, "reconstruction": 0.0, "total": 0.0}, 0, []
-    for iteration in range(p.maxiter + 1):
-        ctx.check_cancelled()
-        if iteration % p.refresh_interval == 0 or iteration == p.maxiter:
-            z = model.encode(data, ctx.check_cancelled)
-            losses = {k: v / steps for k, v in sums.items()} if steps else None
-            _, idx, core, kept, record = monitor(z, "refresh", iteration, p.maxiter, losses=losses)
-            sums, steps = dict.fromkeys(sums, 0.0), 0
-            ratios.append(record["core_ratio"])
-            best, stale = (record["core_ratio"], 0) if record["core_ratio"] > best else (best, stale + 1)
-            if stale >= p.patience:
-                stop = "core ratio stopped growing"
-                break
-            if iteration == p.maxiter:
-                break
-            centroids = torch.where(core[:, None], neighbour_centroids(z, idx, kept), z)
-            pull = core.float() if p.border_target == "paper" else torch.ones_like(core, dtype=torch.float32)
-        batch = slice(index * p.batch_size, min((index + 1) * p.batch_size, n))
+    targets = _ProximityTargets(p)
+
+    def refresh(iteration: int) -> tuple[bool, dict]:
+        z = model.encode(data, ctx.check_cancelled)
+        survey = monitor.survey(z)
+        return targets.update(z, survey), {"labels": survey[-1], **survey[-2]}
+
+    def step(batch: Batch) -> dict[str, torch.Tensor]:
         x = data[batch]
-        x_in = random_shift_rotate(x, shape, generator=generator) if p.augment and shape is not None else x
+        x_in = (random_shift_rotate(x, shape, generator=generator) if p.augment and shape is not None
+                else x)
         z_batch, x_hat = model(x_in)
         with torch.no_grad():  # targets: the current decoder's image of the fixed centroids
-            y = model.decoder(centroids[batch])
+            y = model.decoder(targets.centroids[batch])
             if p.border_target == "paper":
-                y = torch.where(core[batch, None], y, x)
-        latent, reconstruction = proximity_losses(z_batch, x_hat, centroids[batch], y, pull[batch])
-        loss = latent + p.gamma * reconstruction
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        index = index + 1 if (index + 1) * p.batch_size < n else 0
-        for key, value in (("latent", latent), ("reconstruction", reconstruction), ("total", loss)):
-            sums[key] += value.item()
-        steps += 1
-    return {"iterations": iteration, "stop_reason": stop, "core_ratio": ratios[-1], "core_ratios": ratios}
+                y = torch.where(targets.core[batch, None], y, x)
+        latent, reconstruction = proximity_losses(z_batch, x_hat, targets.centroids[batch], y,
+                                                  targets.pull[batch])
+        return {"latent": latent, "reconstruction": reconstruction,
+                "total": latent + p.gamma * reconstruction}
+
+    iterations = run_iterations(ctx, "refresh", p.maxiter, Batches(len(data), p.batch_size, "in_order"),
+                                step, {"total": optimizer}, refresh_every=p.refresh_interval,
+                                refresh=refresh)
+    return {"iterations": iterations, "stop_reason": targets.stop_reason,
+            "core_ratio": targets.ratios[-1], "core_ratios": targets.ratios}
 
 
 def density_labels(z: torch.Tensor, min_samples: int, quantile: float,
@@ -233,39 +254,59 @@ class RDCMethod(Method):
             phase2 += self_training_bytes(n, e, k)
         return with_slack(pretraining + phase2 + confidence_bytes(n, e, k))
 
-    def fit(self, X: np.ndarray, n_clusters: int | None, params: RDCParams, ctx: Context) -> ClusteringResult:
+    def fit(self, X: np.ndarray, n_clusters: int | None, params: RDCParams,
+            ctx: Context) -> ClusteringResult:
         p = params
         generator = seed_everything(ctx.seed)
         shape = image_shape(X.shape)
         data = torch.from_numpy(as_vectors(X, p.input_scaling)).to(ctx.device)
         if p.n_neighbors > len(data):
-            raise ValueError(f"n_neighbors ({p.n_neighbors}) exceeds the number of samples ({len(data)})")
+            raise ValueError(f"n_neighbors ({p.n_neighbors}) exceeds the number of samples "
+                             f"({len(data)})")
+        if p.phase2 == "dec" and n_clusters is None:
+            raise ValueError("phase2='dec' needs n_clusters")
+        # Phase 1: ACAI pretraining.
         model = acai_pretrained_autoencoder(data, p, ctx, generator, shape)
         monitor = _Monitor(p, n_clusters, ctx)
-        extras: dict = {"augmented": bool(p.augment and shape is not None)}
+        diagnostics: dict = {"augmented": bool(p.augment and shape is not None)}
         if p.phase2 == "dec":
-            if n_clusters is None:
-                raise ValueError("phase2='dec' needs n_clusters")
-            dec = SelfTrainingParams(**{k: getattr(p, k) for k in ("hidden_dims", "embedding_dim", "batch_size", "n_init",
-                                                          "maxiter")})
-            monitor(model.encode(data), "phase1", 1, 1)
-            result = self_train(data, model, n_clusters, dec, ctx, reconstruction_weight=0.0, clustering_weight=1.0)
-            final = monitor(torch.from_numpy(result.embedding).to(ctx.device), "final", 1, 1)[-1]
-            result.diagnostics.update(extras, geometry={k: final.get(k) for k in ("id", "lid", "ft", "core_ratio")})
-            return result
+            return dec_ablation(data, model, n_clusters, p, monitor, ctx, diagnostics)
+        # Phase 2: proximity-level self-supervision.
         if p.phase2 == "proximity":
-            extras.update(proximity_training(data, model, shape, p, monitor, ctx, generator))
+            diagnostics.update(proximity_training(data, model, shape, p, monitor, ctx, generator))
         z = model.encode(data)
-        final = monitor(z, "final" if p.phase2 == "proximity" else "phase1", 1, 1)[-1]
-        extras["geometry"] = {k: final.get(k) for k in ("id", "lid", "ft", "core_ratio")}
-        if p.final_clustering == "dbscan" or n_clusters is None:
-            labels, confidence, eps = density_labels(z, p.n_neighbors, p.dbscan_quantile,
-                                                     ctx.check_cancelled)
-            extras.update(dbscan_eps=eps, noise_share=float(1 - confidence.mean()))
-        else:
-            centers, labels = kmeans_centers(z.cpu().numpy(), n_clusters, ctx.seed, p.n_init,
-                                             check=ctx.check_cancelled)
-            confidence = student_t_confidence(z.cpu().numpy(), centers)
-        extras["n_clusters_found"] = int(len(np.unique(labels)))
-        ctx.report("cluster", 1, 1, labels=labels, n_clusters_found=extras["n_clusters_found"])
-        return ClusteringResult(labels=labels, confidence=confidence, embedding=z.cpu().numpy(), diagnostics=extras)
+        final = monitor(z, "final" if p.phase2 == "proximity" else "phase1")
+        diagnostics["geometry"] = {k: final.get(k) for k in ("id", "lid", "ft", "core_ratio")}
+        # The clusters: k-means on the final codes, or DBSCAN when K is unknown.
+        labels, confidence = final_clustering(z, n_clusters, p, ctx, diagnostics)
+        diagnostics["n_clusters_found"] = int(len(np.unique(labels)))
+        ctx.report("cluster", 1, 1, labels=labels, n_clusters_found=diagnostics["n_clusters_found"])
+        return ClusteringResult(labels=labels, confidence=confidence, embedding=z.cpu().numpy(),
+                                diagnostics=diagnostics)
+
+
+def dec_ablation(data: torch.Tensor, model: MLPAutoencoder, n_clusters: int, p: RDCParams,
+                 monitor: _Monitor, ctx: Context, diagnostics: dict) -> ClusteringResult:
+    """phase2='dec': DEC's self-training on the ACAI weights instead of proximity training."""
+    dec = SelfTrainingParams(**{k: getattr(p, k) for k in ("hidden_dims", "embedding_dim",
+                                                           "batch_size", "n_init", "maxiter")})
+    monitor(model.encode(data), "phase1")
+    result = self_train(data, model, n_clusters, dec, ctx, reconstruction_weight=0.0,
+                        clustering_weight=1.0)
+    final = monitor(torch.from_numpy(result.embedding).to(ctx.device), "final")
+    result.diagnostics.update(diagnostics,
+                              geometry={k: final.get(k) for k in ("id", "lid", "ft", "core_ratio")})
+    return result
+
+
+def final_clustering(z: torch.Tensor, n_clusters: int | None, p: RDCParams, ctx: Context,
+                     diagnostics: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, confidence) of the final codes; DBSCAN adds its eps and noise share."""
+    if p.final_clustering == "dbscan" or n_clusters is None:
+        labels, confidence, eps = density_labels(z, p.n_neighbors, p.dbscan_quantile,
+                                                 ctx.check_cancelled)
+        diagnostics.update(dbscan_eps=eps, noise_share=float(1 - confidence.mean()))
+        return labels, confidence
+    centers, labels = kmeans_centers(z.cpu().numpy(), n_clusters, ctx.seed, p.n_init,
+                                     check=ctx.check_cancelled)
+    return labels, student_t_confidence(z.cpu().numpy(), centers)
