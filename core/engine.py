@@ -6,7 +6,8 @@ indices into the phase's data, or a slice) that returns its named loss terms as 
 "total" among them. The engine owns the rest: the batches (shuffled or in order, never
 empty), zero_grad/backward/step, the sample-weighted means of the terms over each report
 interval, the report cadence with its ETA, the cancellation check before every step.
-A full-batch phase (GCN epochs, DSC-Net's self-expression) is `batch_size=None`.
+A term whose name starts with "_" is minimised but not reported (a summed objective whose
+per-sample value is reported under another name). A full-batch phase (GCN epochs, DSC-Net's self-expression) is `batch_size=None`.
 """
 from __future__ import annotations
 
@@ -89,6 +90,8 @@ class LossMeans:
 
     def add(self, terms: Terms, rows: int) -> None:
         for key, value in terms.items():
+            if key.startswith("_"):
+                continue
             self.sums[key] = self.sums.get(key, 0.0) + value.item() * rows
         self.rows += rows
 

@@ -4,7 +4,7 @@ and the post-processing spectral clustering of the coefficient matrix.
 
 Ji, Zhang, Li, Salzmann, Reid. Deep subspace clustering networks. NeurIPS 2017
 (Pan Ji's TF code; XifengGuo/DSC-Net is its PyTorch port). Used by `dscnss`, whose
-ablation "DSC-Net alone" is exactly these pieces. Spec: ../shared/methods/dscnss.md.
+ablation "DSC-Net alone" is exactly these pieces.
 """
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from core.engine import Batch, Batches, run_epochs
+from core.interface import Context
 
 
 @dataclass(frozen=True)
@@ -126,28 +129,23 @@ def j1_terms(x: torch.Tensor, x_hat: torch.Tensor, z: torch.Tensor, cz: torch.Te
             "L2": 0.5 * (z - cz).pow(2).sum()}
 
 
-def pretrain_denoising(model: ConvAE, X: torch.Tensor, epochs: int, lr: float, noise: float, batch_size: int | None,
-                       generator: torch.Generator, report: Callable[[int, float], None],
-                       check: Callable[[], None] | None = None) -> None:
-    """Reconstruct clean X from X + N(0, noise^2) (the paper's corrupted-input pretraining), Adam.
-    `check` (a cancellation check) runs before every mini-batch."""
+def pretrain_denoising(model: ConvAE, X: torch.Tensor, epochs: int, lr: float, noise: float,
+                       batch_size: int | None, generator: torch.Generator, ctx: Context,
+                       report_every: int = 1) -> None:
+    """Reconstruct clean X from X + N(0, noise^2) (the paper's corrupted-input pretraining), Adam
+    on 1/2 ||X - X_hat||^2 summed over the batch; L0 is reported per sample."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    n = len(X)
-    size = batch_size or n
-    for epoch in range(1, epochs + 1):
-        order = torch.randperm(n, generator=generator).to(X.device) if size < n else None
-        total = 0.0
-        for start in range(0, n, size):
-            if check is not None:
-                check()
-            x = X if order is None else X[order[start:start + size]]
-            noisy = x + noise * torch.randn(x.shape, generator=generator).to(x.device)
-            loss = 0.5 * (model.decode(model.encode(noisy)) - x).pow(2).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
-        report(epoch, total / n)
+
+    def step(batch: Batch) -> dict[str, torch.Tensor]:
+        x = X[batch]
+        noisy = x + noise * torch.randn(x.shape, generator=generator).to(x.device)
+        loss = 0.5 * (model.decode(model.encode(noisy)) - x).pow(2).sum()
+        return {"L0": loss.detach() / len(x), "_L0_sum": loss}
+
+    size = batch_size if batch_size and batch_size < len(X) else None  # None: full batch
+    batches = Batches(len(X), size, generator=generator, device=X.device)
+    run_epochs(ctx, "pretrain", epochs, batches, step, {"_L0_sum": optimizer},
+               report_every=report_every)
 
 
 def reconstructs_nothing(model: ConvAE, X: torch.Tensor) -> bool:
