@@ -23,11 +23,10 @@ from core.weights_cache import ShapesWeights, cached_pretraining
 class ACAIParams(AutoencoderParams):
     """MLP autoencoder with ACAI pretraining (DynAE defaults: Adam 1e-4, batch 256, lambda 0.5)."""
 
-    pretrain_epochs: ShapesWeights[int] = Field(
-        200, ge=0, le=5000,
-        description="ACAI pretraining epochs (one AE and one critic step per batch). DynAE ran 130k "
-                    "iterations on MNIST (~475 epochs); 200 epochs is ~55k iterations there, in the "
-                    "spec's 50k-130k range")
+    pretrain_epochs: ShapesWeights[int] = Field(200, ge=0, le=5000, description=(
+        "ACAI pretraining epochs (one AE and one critic step per batch). DynAE ran 130k "
+        "iterations on MNIST (~475 epochs); 200 epochs is ~55k iterations there, in the spec's "
+        "50k-130k range"))
     pretrain_optimizer: ShapesWeights[Literal["adam"]] = Field(
         "adam", description="ACAI trains autoencoder and critic with Adam")
     pretrain_lr: ShapesWeights[float] = Field(

@@ -37,7 +37,8 @@ class SelfTrainingParams(AutoencoderParams):
     maxiter: int = Field(20000, ge=1, le=1_000_000,
                          description="maximum self-training iterations (mini-batches)")
     optimizer: OptimizerName = Field("sgd", description="self-training optimizer (DEC-keras: SGD)")
-    lr: float = Field(0.01, gt=0, le=10, description="self-training learning rate (DEC-keras: 0.01)")
+    lr: float = Field(0.01, gt=0, le=10, description=(
+        "self-training learning rate (DEC-keras: 0.01)"))
     momentum: float = Field(0.9, ge=0, lt=1, description="momentum when optimizer is sgd")
     n_init: int = Field(20, ge=1, le=100, description="k-means restarts for the initial centroids")
 

@@ -56,7 +56,8 @@ class DCCFParams(AutoencoderParams):
         100, ge=0, le=5000, description="reconstruction pretraining epochs (Section 3.4)")
     epochs: int = Field(200, ge=1, le=5000, description="joint training epochs (Section 3.4)")
     lr: float = Field(1e-3, gt=0, le=10, description="joint learning rate rho (Section 3.4)")
-    optimizer: Literal["adam", "sgd"] = Field("adam", description="(rec.) adam; the paper writes plain SGD")
+    optimizer: Literal["adam", "sgd"] = Field("adam", description=(
+        "(rec.) adam; the paper writes plain SGD"))
     momentum: float = Field(0.0, ge=0, lt=1, description="momentum when optimizer is sgd")
     beta: float = Field(0.1, ge=0, le=MAX_LOSS_WEIGHT,
                         description="weight of the clustering objective L_c = l_cl + l_fl (Eq. 14)")
@@ -64,15 +65,20 @@ class DCCFParams(AutoencoderParams):
                                       description="lambda on ||J_f(x)||_F^2 (Section 3.4: 1e-7)")
     focal_gamma: float = Field(2.0, ge=0, le=100,
                                description="focal loss focusing parameter (Eq. 12)")
-    contractive: bool = Field(True, description="ablation switch: the contractive penalty (Table 5)")
+    contractive: bool = Field(True, description=(
+        "ablation switch: the contractive penalty (Table 5)"))
     focal: bool = Field(True, description="ablation switch: the focal loss (Table 5)")
-    focal_target: Literal["hard", "soft"] = Field("hard", description="(rec.) 'hard': p_t = s_i,argmax t_i; "
-                                                                     "'soft': -sum_j t_ij (1-s_ij)^gamma log s_ij")
-    jacobian: Literal["exact", "hutchinson"] = Field("exact", description="exact: the full Jacobian as batched products; "
-                                                                         "hutchinson: an unbiased random-projection estimate")
-    hutchinson_projections: int = Field(1, ge=1, le=64, description="projections for the Hutchinson estimate")
-    update_interval_epochs: int = Field(1, ge=1, le=1000, description="O: epochs between target updates (rec. 1)")
-    tol: float = Field(0.001, ge=0, le=1, description="delta: stop when at most this fraction of labels changes")
+    focal_target: Literal["hard", "soft"] = Field("hard", description=(
+        "(rec.) 'hard': p_t = s_i,argmax t_i; 'soft': -sum_j t_ij (1-s_ij)^gamma log s_ij"))
+    jacobian: Literal["exact", "hutchinson"] = Field("exact", description=(
+        "exact: the full Jacobian as batched products; hutchinson: an unbiased random-projection "
+        "estimate"))
+    hutchinson_projections: int = Field(1, ge=1, le=64, description=(
+        "projections for the Hutchinson estimate"))
+    update_interval_epochs: int = Field(1, ge=1, le=1000, description=(
+        "O: epochs between target updates (rec. 1)"))
+    tol: float = Field(0.001, ge=0, le=1, description=(
+        "delta: stop when at most this fraction of labels changes"))
     alpha: float = Field(1.0, gt=0, le=1000, description="Student-t degrees of freedom (Eq. 9)")
     n_init: int = Field(20, ge=1, le=100, description="k-means restarts for the initial centroids")
 

@@ -48,73 +48,92 @@ PresetName = Literal["auto", "yaleb", "orl", "coil20", "coil100"]
 
 class DSCNSSParams(MethodParams):
     preset: PresetName = Field("auto", description=(
-        "conv AE and DSC-Net hyperparameters. 'auto' (default): derived from the image size only, kernel 3, "
-        "channels 10/20/30, stride-2 layers down to >= 4 pixels (at most 3), lambda2 10, alpha 0.1, d 3, ro 1, "
-        "200 first-round J1 epochs (tuned on 8x8 digits). 'yaleb': 5,3,3 / 10,20,30, lambda2 10^(K/10-3), "
-        "alpha max(0.4-(K-1)/100, 0.1), d 10, ro 3.5, 50+25K epochs; 'orl': 3,3,3 / 3,3,5, lambda2 0.2, alpha 0.2, "
-        "d 3, ro 1, 700 epochs; 'coil20': 3 / 15, lambda2 150, alpha 0.04, d 12, ro 8, 40 epochs; "
-        "'coil100': 5 / 50, lambda2 30, alpha 0.04, d 12, ro 8, 120 epochs (DSC-Net's values)"))
-    input_scaling: ShapesWeights[InputScaling] = Field("minmax", description="'minmax': global scale to [0, 1]; 'none'")
+        "conv AE and DSC-Net hyperparameters. 'auto' (default): derived from the image size only, "
+        "kernel 3, channels 10/20/30, stride-2 layers down to >= 4 pixels (at most 3), lambda2 "
+        "10, alpha 0.1, d 3, ro 1, 200 first-round J1 epochs (tuned on 8x8 digits). 'yaleb': "
+        "5,3,3 / 10,20,30, lambda2 10^(K/10-3), alpha max(0.4-(K-1)/100, 0.1), d 10, ro 3.5, "
+        "50+25K epochs; 'orl': 3,3,3 / 3,3,5, lambda2 0.2, alpha 0.2, d 3, ro 1, 700 epochs; "
+        "'coil20': 3 / 15, lambda2 150, alpha 0.04, d 12, ro 8, 40 epochs; 'coil100': 5 / 50, "
+        "lambda2 30, alpha 0.04, d 12, ro 8, 120 epochs (DSC-Net's values)"))
+    input_scaling: ShapesWeights[InputScaling] = Field("minmax", description=(
+        "'minmax': global scale to [0, 1]; 'none'"))
     # Pretraining (no pretrained weights exist here).
     pretrain_epochs: ShapesWeights[int] = Field(300, ge=0, le=20000, description=(
-        "(rec.) denoising AE pretraining epochs with Adam; the paper gives none (pretrained weights), "
-        "300 mini-batch epochs reach a plateau on ORL, COIL20 and YaleB"))
-    pretrain_lr: ShapesWeights[float] = Field(1e-3, gt=0, le=1, description="(rec.) pretraining Adam learning rate")
-    pretrain_noise: ShapesWeights[float] = Field(0.1, ge=0, le=10, description="(rec.) sigma of the Gaussian input corruption "
-                                                                "on [0, 1] data (the paper does not give it)")
+        "(rec.) denoising AE pretraining epochs with Adam; the paper gives none (pretrained "
+        "weights), 300 mini-batch epochs reach a plateau on ORL, COIL20 and YaleB"))
+    pretrain_lr: ShapesWeights[float] = Field(1e-3, gt=0, le=1, description=(
+        "(rec.) pretraining Adam learning rate"))
+    pretrain_noise: ShapesWeights[float] = Field(0.1, ge=0, le=10, description=(
+        "(rec.) sigma of the Gaussian input corruption on [0, 1] data (the paper does not give "
+        "it)"))
     pretrain_restarts: ShapesWeights[int] = Field(3, ge=0, le=20, description=(
-        "re-initialise and pretrain again when the AE reconstructs no better than the mean image (a dead "
-        "ReLU layer; seen on ORL's 3-channel net with PyTorch's default init); label-free, not in the paper"))
+        "re-initialise and pretrain again when the AE reconstructs no better than the mean image "
+        "(a dead ReLU layer; seen on ORL's 3-channel net with PyTorch's default init); "
+        "label-free, not in the paper"))
     pretrain_batch_size: ShapesWeights[int | None] = Field(100, ge=1, le=100000, description=(
         "(rec.) pretraining batch size; None: full batch (slow to converge on CPU)"))
     # Subspace module J1 (Eq. 8).
-    regulariser: Literal["l2", "l1"] = Field("l2", description="L1 = ||C||_F^2 (DSCNSS-l2, default) or ||C||_1")
+    regulariser: Literal["l2", "l1"] = Field("l2", description=(
+        "L1 = ||C||_F^2 (DSCNSS-l2, default) or ||C||_1"))
     lambda0: float = Field(1.0, ge=0, le=MAX_LOSS_WEIGHT,
                            description="weight of L0 = 1/2 ||X - X_hat||^2 (paper: 1)")
     lambda1: float = Field(1.0, ge=0, le=MAX_LOSS_WEIGHT,
                            description="weight of the regulariser L1 (paper: 1)")
     lambda2: float | None = Field(None, ge=0, le=MAX_LOSS_WEIGHT,
                                   description="weight of L2 = 1/2 ||Z - CZ||^2; None: the preset's")
-    c_init: float = Field(1e-4, ge=-1, le=1,
-                          description="initial value of every entry of C (DSCNSS code, DSC-Net yaleb.py)")
-    zero_diag: bool = Field(False, description="(rec. option) mask diag(C) = 0 as the paper states; neither "
-                                               "code enforces it, so false for DSC-Net parity")
-    j1_lr: float = Field(1e-3, gt=0, le=1, description="J1 Adam learning rate (paper 1e-3; code 1e-4)")
+    c_init: float = Field(1e-4, ge=-1, le=1, description=(
+        "initial value of every entry of C (DSCNSS code, DSC-Net yaleb.py)"))
+    zero_diag: bool = Field(False, description=(
+        "(rec. option) mask diag(C) = 0 as the paper states; neither code enforces it, so false "
+        "for DSC-Net parity"))
+    j1_lr: float = Field(1e-3, gt=0, le=1, description=(
+        "J1 Adam learning rate (paper 1e-3; code 1e-4)"))
     j1_optimizer: Literal["kept", "per_round"] = Field("kept", description=(
-        "'kept' (default): one J1 Adam for all rounds, its moments carried over (the paper resets nothing); "
-        "'per_round': a fresh Adam every round (the code, at its lr 1e-4). At lr 1e-3 a fresh Adam's first "
-        "steps throw C off: the J1 loss jumps ten-fold each round and the spectral labels with it"))
+        "'kept' (default): one J1 Adam for all rounds, its moments carried over (the paper resets "
+        "nothing); 'per_round': a fresh Adam every round (the code, at its lr 1e-4). At lr 1e-3 a "
+        "fresh Adam's first steps throw C off: the J1 loss jumps ten-fold each round and the "
+        "spectral labels with it"))
     j1_epochs_first: int | None = Field(None, ge=1, le=20000, description=(
         "full-batch J1 epochs of round 0; None: the preset's DSC-Net fine-tuning epochs"))
-    j1_epochs: int = Field(10, ge=0, le=20000, description="J1 epochs of every later round (code: 10)")
+    j1_epochs: int = Field(10, ge=0, le=20000, description=(
+        "J1 epochs of every later round (code: 10)"))
     rounds: int = Field(5, ge=1, le=100, description="J1/J2 alternations (code: 5)")
     # Post-processing (DSC-Net's spectral clustering of C).
-    alpha: float | None = Field(None, gt=0, le=1, description="thrC keep-mass per column; None: the preset's")
-    dim_subspace: int | None = Field(None, ge=1, le=1000, description="d: top-(dK+1) SVD of C; None: the preset's")
-    ro: float | None = Field(None, gt=0, le=100, description="power of the affinity; None: the preset's")
+    alpha: float | None = Field(None, gt=0, le=1, description=(
+        "thrC keep-mass per column; None: the preset's"))
+    dim_subspace: int | None = Field(None, ge=1, le=1000, description=(
+        "d: top-(dK+1) SVD of C; None: the preset's"))
+    ro: float | None = Field(None, gt=0, le=100, description=(
+        "power of the affinity; None: the preset's"))
     # Self-supervised module J2 (Eq. 12).
-    self_supervision: bool = Field(True, description="false: DSC-Net alone (the ablation), same J1 schedule")
+    self_supervision: bool = Field(True, description=(
+        "false: DSC-Net alone (the ablation), same J1 schedule"))
     lambda3: float = Field(0.3, ge=0, le=MAX_LOSS_WEIGHT,
                            description="weight of the triplet term L3 (paper: 0.3)")
     lambda4: float = Field(0.7, ge=0, le=MAX_LOSS_WEIGHT,
                            description="weight of the cross-entropy L4 (paper: 0.7)")
     margin: float = Field(0.5, ge=0, le=1000, description="triplet margin m (paper: 0.5)")
     j2_lr: float = Field(1e-5, gt=0, le=1, description=(
-        "J2 Adam learning rate (paper 1e-4; code 1e-3). 1e-5 (rec.): with our own pretrained AE the paper's "
-        "1e-4 moves the encoder away from what C expresses and the next rounds lose up to 25 points; "
-        "1e-5 keeps the rounds stable (bench/results/dscnss_j2_probe.jsonl)"))
-    j2_epochs: int = Field(1500, ge=1, le=20000, description="most full-batch J2 epochs per round (code: 1500)")
-    j2_stop_acc: float = Field(0.996, gt=0, le=1, description="stop J2 when the head's Hungarian agreement with the "
-                                                              "pseudo-labels exceeds this (code: 0.996)")
-    j2_train_encoder: bool = Field(True, description="paper: J2 trains the encoder too, so it reaches C; "
-                                                     "false: the code (head only, encoder frozen)")
-    head_hidden: int | None = Field(None, ge=1, le=65536, description="FC1 width; None: d_z/2 (paper; code 1024)")
-    head_relu: bool = Field(True, description="ReLU after FC1 (paper); false: the code (linear FC1)")
+        "J2 Adam learning rate (paper 1e-4; code 1e-3). 1e-5 (rec.): with our own pretrained AE "
+        "the paper's 1e-4 moves the encoder away from what C expresses and the next rounds lose "
+        "up to 25 points; 1e-5 keeps the rounds stable (bench/results/dscnss_j2_probe.jsonl)"))
+    j2_epochs: int = Field(1500, ge=1, le=20000, description=(
+        "most full-batch J2 epochs per round (code: 1500)"))
+    j2_stop_acc: float = Field(0.996, gt=0, le=1, description=(
+        "stop J2 when the head's Hungarian agreement with the pseudo-labels exceeds this (code: "
+        "0.996)"))
+    j2_train_encoder: bool = Field(True, description=(
+        "paper: J2 trains the encoder too, so it reaches C; false: the code (head only, encoder "
+        "frozen)"))
+    head_hidden: int | None = Field(None, ge=1, le=65536, description=(
+        "FC1 width; None: d_z/2 (paper; code 1024)"))
+    head_relu: bool = Field(True, description=(
+        "ReLU after FC1 (paper); false: the code (linear FC1)"))
     mining: Literal["paper", "code"] = Field("paper", description=(
         "triplet similarity: 'paper' A = (|C| + |C|^T)/2 without the diagonal, candidates j != i; "
         "'code' the raw row C_i. with i itself a candidate positive"))
-    align_labels: bool = Field(True, description="Hungarian-align the pseudo-labels to the previous round's "
-                                                 "(paper); false: the code")
+    align_labels: bool = Field(True, description=(
+        "Hungarian-align the pseudo-labels to the previous round's (paper); false: the code"))
 
 
 def resolve(p: DSCNSSParams, image_shape: tuple[int, ...], n_clusters: int) -> dict:

@@ -76,90 +76,109 @@ STAGE2_VARIANTS = {
 
 class IcicleGCNParams(MethodParams):
     # the fields marked ShapesWeights key stage 1's cached weights
-    mode: Literal["auto", "images", "features"] = Field(
-        "auto", description="'images': stage 1 on the images, then stage 2 on the backbone features; 'features': "
-                            "stage 2 alone on the input vectors (images are flattened); 'auto': images for image "
-                            "data, features for vectors")
+    mode: Literal["auto", "images", "features"] = Field("auto", description=(
+        "'images': stage 1 on the images, then stage 2 on the backbone features; 'features': "
+        "stage 2 alone on the input vectors (images are flattened); 'auto': images for image "
+        "data, features for vectors"))
     # --- stage 1: backbone, augmentation, contrastive warm-up and L1 ---
-    backbone: ShapesWeights[BackboneName] = Field("resnet34", description="torchvision ResNet trunk, randomly initialised "
-                                                           "(paper: ResNet-34, rep_dim 512)")
-    backbone_width: ShapesWeights[int] = Field(64, ge=2, le=256, description="ResNet base width (64: the standard network; "
-                                                              "smaller for cheap runs)")
-    stem: ShapesWeights[Stem] = Field("auto", description="'imagenet': 7x7/2 conv + max-pool; 'small': 3x3/1 conv, no pool "
-                                           "(CIFAR style); 'auto': small for images up to 64 px")
-    backbone_weights: ShapesWeights[str | None] = Field(None, description="server-side path to a torch state_dict for the "
-                                                           "backbone (e.g. a CC checkpoint); None: random init")
-    image_size: ShapesWeights[int | None] = Field(None, ge=8, le=512, description="square side the images are resized/cropped "
-                                                                   "to (paper: 224); None: their own size")
-    jitter_strength: ShapesWeights[float] = Field(1.0, ge=0, le=2, description="colour-jitter strength s (CC: 0.5 CIFAR, 1 others)")
-    crop_scale_min: ShapesWeights[float] = Field(0.08, gt=0, le=1, description="smallest area fraction of the random resized "
-                                                                "crop (CC: torchvision's 0.08)")
-    blur: ShapesWeights[bool] = Field(False, description="Gaussian blur p=0.5 in the augmentation (CC: ImageNet-10/Dogs only)")
-    feature_dim: ShapesWeights[int] = Field(128, ge=2, le=2048, description="instance projector output size")
+    backbone: ShapesWeights[BackboneName] = Field("resnet34", description=(
+        "torchvision ResNet trunk, randomly initialised (paper: ResNet-34, rep_dim 512)"))
+    backbone_width: ShapesWeights[int] = Field(64, ge=2, le=256, description=(
+        "ResNet base width (64: the standard network; smaller for cheap runs)"))
+    stem: ShapesWeights[Stem] = Field("auto", description=(
+        "'imagenet': 7x7/2 conv + max-pool; 'small': 3x3/1 conv, no pool (CIFAR style); 'auto': "
+        "small for images up to 64 px"))
+    backbone_weights: ShapesWeights[str | None] = Field(None, description=(
+        "server-side path to a torch state_dict for the backbone (e.g. a CC checkpoint); None: "
+        "random init"))
+    image_size: ShapesWeights[int | None] = Field(None, ge=8, le=512, description=(
+        "square side the images are resized/cropped to (paper: 224); None: their own size"))
+    jitter_strength: ShapesWeights[float] = Field(1.0, ge=0, le=2, description=(
+        "colour-jitter strength s (CC: 0.5 CIFAR, 1 others)"))
+    crop_scale_min: ShapesWeights[float] = Field(0.08, gt=0, le=1, description=(
+        "smallest area fraction of the random resized crop (CC: torchvision's 0.08)"))
+    blur: ShapesWeights[bool] = Field(False, description=(
+        "Gaussian blur p=0.5 in the augmentation (CC: ImageNet-10/Dogs only)"))
+    feature_dim: ShapesWeights[int] = Field(128, ge=2, le=2048, description=(
+        "instance projector output size"))
     instance_temperature: ShapesWeights[float] = Field(0.5, gt=0, le=100,
                                         description="tau_I of the instance NT-Xent (Eq. 3)")
     cluster_temperature: ShapesWeights[float] = Field(1.0, gt=0, le=100,
                                        description="tau_C of the cluster contrast (Eq. 5)")
-    batch_size: ShapesWeights[int] = Field(128, ge=4, le=8192, description="stage-1 batch (paper 128, code 100, CC 256); "
-                                                             "the last short batch is dropped")
-    warmup_epochs: ShapesWeights[int] = Field(1000, ge=0, le=5000,
-                               description="explicit contrastive warm-up before L1 (the code's hidden 1000-epoch "
-                                           "CC checkpoint; spec pitfall 2)")
-    warmup_loss: ShapesWeights[Literal["cc", "instance"]] = Field(
-        "cc", description="warm-up objective: 'cc' = Contrastive Clustering (instance NT-Xent + CC's own "
-                          "softmax cluster projector, discarded afterwards, as the code's reload drops it); "
-                          "'instance' = NT-Xent only")
-    warmup_lr: ShapesWeights[float] = Field(3e-4, gt=0, le=1, description="Adam learning rate of the warm-up (CC: 3e-4)")
-    stage1_epochs: ShapesWeights[int] = Field(15, ge=0, le=5000, description="epochs of L1 after the warm-up (code: 1000 -> 1015)")
-    lr: ShapesWeights[float] = Field(1e-4, gt=0, le=1, description="Adam learning rate of L1 (paper and code: 1e-4)")
-    stage1_variant: ShapesWeights[Variant] = Field(
-        "paper", description="'paper': both views in the cluster contrast and in L_re, L_re = ||Z - Z^||_F^2 / 2N; "
-                             "'code': network.py's bug (both cluster views from view a, so only the entropy acts) "
-                             "and L_re = MSE (mean) on view a only (spec pitfall 1)")
-    hidden_dims: ShapesWeights[tuple[LayerWidth, ...]] = Field((500, 500, 2000), min_length=1, max_length=6,
-                                         description="JC-SLIM AE widths d-500-500-2000-K(softmax), decoder mirrored")
+    batch_size: ShapesWeights[int] = Field(128, ge=4, le=8192, description=(
+        "stage-1 batch (paper 128, code 100, CC 256); the last short batch is dropped"))
+    warmup_epochs: ShapesWeights[int] = Field(1000, ge=0, le=5000, description=(
+        "explicit contrastive warm-up before L1 (the code's hidden 1000-epoch CC checkpoint; spec "
+        "pitfall 2)"))
+    warmup_loss: ShapesWeights[Literal["cc", "instance"]] = Field("cc", description=(
+        "warm-up objective: 'cc' = Contrastive Clustering (instance NT-Xent + CC's own softmax "
+        "cluster projector, discarded afterwards, as the code's reload drops it); 'instance' = "
+        "NT-Xent only"))
+    warmup_lr: ShapesWeights[float] = Field(3e-4, gt=0, le=1, description=(
+        "Adam learning rate of the warm-up (CC: 3e-4)"))
+    stage1_epochs: ShapesWeights[int] = Field(15, ge=0, le=5000, description=(
+        "epochs of L1 after the warm-up (code: 1000 -> 1015)"))
+    lr: ShapesWeights[float] = Field(1e-4, gt=0, le=1, description=(
+        "Adam learning rate of L1 (paper and code: 1e-4)"))
+    stage1_variant: ShapesWeights[Variant] = Field("paper", description=(
+        "'paper': both views in the cluster contrast and in L_re, L_re = ||Z - Z^||_F^2 / 2N; "
+        "'code': network.py's bug (both cluster views from view a, so only the entropy acts) and "
+        "L_re = MSE (mean) on view a only (spec pitfall 1)"))
+    hidden_dims: ShapesWeights[tuple[LayerWidth, ...]] = Field(
+        (500, 500, 2000), min_length=1, max_length=6, description=(
+        "JC-SLIM AE widths d-500-500-2000-K(softmax), decoder mirrored"))
     # --- stage 2: M-GCN ---
-    stage2_epochs: int = Field(1000, ge=0, le=20000, description="full-batch epochs of L2 (0: stage 1 only)")
-    stage2_lr: float = Field(1e-4, gt=0, le=1, description="Adam learning rate of stage 2 (paper and code: 1e-4)")
-    stage2_variant: Variant = Field(
-        "paper", description="'paper': fusion 0.4/0.2/0.4, D^-1/2 A D^-1/2, one GCN per stream (Eq. 14), k_b=10, "
-                             "L_re = ||.||_F^2/n; 'code': 0.5/0.2/0.5, row-normalised D^-1 A, weights shared "
-                             "by the two streams, k_b=15, L_re = MSE (mean)")
-    k_a: int = Field(1, ge=1, le=200, description="neighbours of the first graph (paper and code: 1)")
-    k_b: int | None = Field(None, ge=1, le=200, description="neighbours of the second graph; None: 10 (paper) or "
-                                                            "15 (code)")
-    reconstruction: ShapesWeights[Literal["sum", "mean"] | None] = Field(
-        None, description="L_re of both stages: 'sum' = ||Z - Z^||_F^2 / n (the paper, summed over feature "
-                          "dimensions), 'mean' = MSE (the code); None: from each stage's variant")
-    normalization: Normalization | None = Field(None, description="'sym' or 'row'; None: from stage2_variant")
-    share_gcn_weights: bool | None = Field(None, description="one GCN for both streams; None: from stage2_variant")
-    fusion: tuple[FusionWeight, FusionWeight, FusionWeight] | None = Field(
-        None, description="(own stream, other stream, AE) weights of Eq. 15-17; None: from stage2_variant")
+    stage2_epochs: int = Field(1000, ge=0, le=20000, description=(
+        "full-batch epochs of L2 (0: stage 1 only)"))
+    stage2_lr: float = Field(1e-4, gt=0, le=1, description=(
+        "Adam learning rate of stage 2 (paper and code: 1e-4)"))
+    stage2_variant: Variant = Field("paper", description=(
+        "'paper': fusion 0.4/0.2/0.4, D^-1/2 A D^-1/2, one GCN per stream (Eq. 14), k_b=10, L_re "
+        "= ||.||_F^2/n; 'code': 0.5/0.2/0.5, row-normalised D^-1 A, weights shared by the two "
+        "streams, k_b=15, L_re = MSE (mean)"))
+    k_a: int = Field(1, ge=1, le=200, description=(
+        "neighbours of the first graph (paper and code: 1)"))
+    k_b: int | None = Field(None, ge=1, le=200, description=(
+        "neighbours of the second graph; None: 10 (paper) or 15 (code)"))
+    reconstruction: ShapesWeights[Literal["sum", "mean"] | None] = Field(None, description=(
+        "L_re of both stages: 'sum' = ||Z - Z^||_F^2 / n (the paper, summed over feature "
+        "dimensions), 'mean' = MSE (the code); None: from each stage's variant"))
+    normalization: Normalization | None = Field(None, description=(
+        "'sym' or 'row'; None: from stage2_variant"))
+    share_gcn_weights: bool | None = Field(None, description=(
+        "one GCN for both streams; None: from stage2_variant"))
+    fusion: tuple[FusionWeight, FusionWeight, FusionWeight] | None = Field(None, description=(
+        "(own stream, other stream, AE) weights of Eq. 15-17; None: from stage2_variant"))
     alpha: float = Field(0.1, ge=0, le=MAX_LOSS_WEIGHT, description="weight of KL(P||Q) (code 0.1)")
     beta: float = Field(0.05, ge=0, le=MAX_LOSS_WEIGHT,
                         description="weight of KL(P||G_a), the 1-NN stream (code 0.05)")
     eta: float = Field(0.01, ge=0, le=MAX_LOSS_WEIGHT,
                        description="weight of KL(P||G_b), the k-NN stream (code 0.01)")
-    n_init: int = Field(20, ge=1, le=100, description="k-means restarts for the centroids on z (code 20)")
-    final_labels: Literal["gcn_a", "gcn_b", "q"] = Field(
-        "gcn_a", description="which prediction gives the labels: argmax G_a (the code's 'Z'), G_b or Q")
-    report_every: int = Field(10, ge=1, le=10000, description="stage-2 epochs between progress records")
+    n_init: int = Field(20, ge=1, le=100, description=(
+        "k-means restarts for the centroids on z (code 20)"))
+    final_labels: Literal["gcn_a", "gcn_b", "q"] = Field("gcn_a", description=(
+        "which prediction gives the labels: argmax G_a (the code's 'Z'), G_b or Q"))
+    report_every: int = Field(10, ge=1, le=10000, description=(
+        "stage-2 epochs between progress records"))
     # --- features mode ---
-    input_scaling: InputScaling = Field("minmax", description="features mode: 'minmax' (one global scale) or 'none'")
-    features_pretrain: Literal["jc_slim", "reconstruction"] = Field(
-        "jc_slim", description="features mode, how the AE is trained before stage 2: 'jc_slim' = stage 1's AE "
-                               "losses (cluster contrast + entropy + reconstruction) with a random one of each "
-                               "sample's nearest neighbours as its second view (no images to augment: an "
-                               "extension, not in the paper); 'reconstruction' = SDCN's MSE pretraining only")
-    features_neighbours: int = Field(10, ge=1, le=200, description="features mode, jc_slim: neighbours a second "
-                                                                   "view is drawn from")
-    features_pretrain_epochs: int = Field(30, ge=0, le=5000,
-                                          description="features mode: AE pretraining epochs (SDCN: 30)")
-    features_pretrain_lr: float = Field(1e-3, gt=0, le=1, description="features mode: Adam lr of the pretraining")
-    features_batch_size: int = Field(256, ge=8, le=65536, description="features mode: pretraining batch (SDCN: 256)")
-    embedding: Literal["features", "z"] = Field(
-        "features", description="returned embedding: the stage-2 input (backbone features in images mode) or the "
-                                "AE's softmax code z")
+    input_scaling: InputScaling = Field("minmax", description=(
+        "features mode: 'minmax' (one global scale) or 'none'"))
+    features_pretrain: Literal["jc_slim", "reconstruction"] = Field("jc_slim", description=(
+        "features mode, how the AE is trained before stage 2: 'jc_slim' = stage 1's AE losses "
+        "(cluster contrast + entropy + reconstruction) with a random one of each sample's nearest "
+        "neighbours as its second view (no images to augment: an extension, not in the paper); "
+        "'reconstruction' = SDCN's MSE pretraining only"))
+    features_neighbours: int = Field(10, ge=1, le=200, description=(
+        "features mode, jc_slim: neighbours a second view is drawn from"))
+    features_pretrain_epochs: int = Field(30, ge=0, le=5000, description=(
+        "features mode: AE pretraining epochs (SDCN: 30)"))
+    features_pretrain_lr: float = Field(1e-3, gt=0, le=1, description=(
+        "features mode: Adam lr of the pretraining"))
+    features_batch_size: int = Field(256, ge=8, le=65536, description=(
+        "features mode: pretraining batch (SDCN: 256)"))
+    embedding: Literal["features", "z"] = Field("features", description=(
+        "returned embedding: the stage-2 input (backbone features in images mode) or the AE's "
+        "softmax code z"))
 
     @field_validator("backbone_weights")
     @classmethod

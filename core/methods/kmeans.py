@@ -23,7 +23,8 @@ from core.resources import FLOAT, kmeans_bytes, with_slack
 from core.training import as_vectors, seed_everything
 
 class KMeansParams(MethodParams):
-    n_init: int = Field(20, ge=1, le=100, description="k-means restarts; the best inertia wins (DEC/IDEC: 20)")
+    n_init: int = Field(20, ge=1, le=100, description=(
+        "k-means restarts; the best inertia wins (DEC/IDEC: 20)"))
     max_iter: int = Field(300, ge=1, le=10000, description="Lloyd iterations per restart")
 
 

@@ -41,48 +41,56 @@ from core.training import OptimizerName, as_vectors, make_optimizer, seed_everyt
 
 
 class RDCParams(ACAIParams):
-    phase2: Literal["proximity", "none", "dec"] = Field(
-        "proximity", description="'proximity': R-DC's phase 2; 'none': k-means on the ACAI codes (ablation, "
-                                 "AE+k-means); 'dec': DEC self-training on the ACAI weights (ablation)")
-    n_neighbors: int = Field(5, ge=3, le=100, description="M, the neighbourhood size counting the point itself "
-                                                           "(code: 5, i.e. 4 real neighbours)")
-    alpha_core: float = Field(0.6, gt=0, le=1, description="threshold on r = D_1 / D_(M-1) for core points (Eq. 4-6)")
-    core_rule: Literal["below", "above"] = Field(
-        "below", description="'below': core ('unconflicted') when r < alpha_core, as the authors' loop selects "
-                             "the points it pulls; the only reading under which the paper's reported dynamics "
-                             "hold here (core ratio grows, kept neighbours purer). 'above': r > alpha_core, the "
-                             "spec's reading of the text ('ratio greater than the threshold'; Eq. 4-5 are lost)")
-    beta_nn: float = Field(0.6, gt=0, le=1e6, description="keep neighbour j when D_j - D_1 < beta_nn (Eq. 7-9); "
-                                                  "an absolute latent distance unless beta_scale='median'")
-    beta_scale: Literal["absolute", "median"] = Field(
-        "absolute", description="'median': beta_nn is in units of the median nearest-neighbour distance "
-                                "(spec pitfall 7; the paper's beta is absolute)")
-    filter_mode: Literal["paper", "code"] = Field(
-        "paper", description="'paper': D' = D_j - D_1 per point; 'code': the authors' running minimum of D_1 "
-                             "over the sample order, started at the last sample's (spec pitfall 1)")
-    border_target: Literal["paper", "code"] = Field(
-        "paper", description="'paper': border points reconstruct their input and are left out of L_E; 'code': "
-                             "they are pulled to their refresh-time code and its decoding (spec pitfall 2)")
-    gamma: float = Field(100.0, ge=0, le=MAX_LOSS_WEIGHT,
-                         description="weight of the reconstruction term: L = L_E + gamma L_C (code 100)")
-    refresh_interval: int = Field(140, ge=1, le=100000,
-                                  description="iterations between refreshes of codes, neighbours and targets "
-                                              "(code 140; the paper says every iteration)")
+    phase2: Literal["proximity", "none", "dec"] = Field("proximity", description=(
+        "'proximity': R-DC's phase 2; 'none': k-means on the ACAI codes (ablation, AE+k-means); "
+        "'dec': DEC self-training on the ACAI weights (ablation)"))
+    n_neighbors: int = Field(5, ge=3, le=100, description=(
+        "M, the neighbourhood size counting the point itself (code: 5, i.e. 4 real neighbours)"))
+    alpha_core: float = Field(0.6, gt=0, le=1, description=(
+        "threshold on r = D_1 / D_(M-1) for core points (Eq. 4-6)"))
+    core_rule: Literal["below", "above"] = Field("below", description=(
+        "'below': core ('unconflicted') when r < alpha_core, as the authors' loop selects the "
+        "points it pulls; the only reading under which the paper's reported dynamics hold here "
+        "(core ratio grows, kept neighbours purer). 'above': r > alpha_core, the spec's reading "
+        "of the text ('ratio greater than the threshold'; Eq. 4-5 are lost)"))
+    beta_nn: float = Field(0.6, gt=0, le=1e6, description=(
+        "keep neighbour j when D_j - D_1 < beta_nn (Eq. 7-9); an absolute latent distance unless "
+        "beta_scale='median'"))
+    beta_scale: Literal["absolute", "median"] = Field("absolute", description=(
+        "'median': beta_nn is in units of the median nearest-neighbour distance (spec pitfall 7; "
+        "the paper's beta is absolute)"))
+    filter_mode: Literal["paper", "code"] = Field("paper", description=(
+        "'paper': D' = D_j - D_1 per point; 'code': the authors' running minimum of D_1 over the "
+        "sample order, started at the last sample's (spec pitfall 1)"))
+    border_target: Literal["paper", "code"] = Field("paper", description=(
+        "'paper': border points reconstruct their input and are left out of L_E; 'code': they are "
+        "pulled to their refresh-time code and its decoding (spec pitfall 2)"))
+    gamma: float = Field(100.0, ge=0, le=MAX_LOSS_WEIGHT, description=(
+        "weight of the reconstruction term: L = L_E + gamma L_C (code 100)"))
+    refresh_interval: int = Field(140, ge=1, le=100000, description=(
+        "iterations between refreshes of codes, neighbours and targets (code 140; the paper says "
+        "every iteration)"))
     maxiter: int = Field(20000, ge=0, le=1_000_000,
                          description="maximum phase-2 iterations (mini-batches)")
-    patience: int = Field(3, ge=1, le=1000, description="stop after this many refreshes without a higher core ratio")
+    patience: int = Field(3, ge=1, le=1000, description=(
+        "stop after this many refreshes without a higher core ratio"))
     optimizer: OptimizerName = Field("adam", description="phase-2 optimizer (paper: Adam)")
-    lr: float = Field(1e-4, gt=0, le=10, description="phase-2 learning rate (not in the paper; a guess)")
-    momentum: float = Field(0.9, ge=0, lt=1, description="momentum when optimizer is sgd (DynAE: SGD 1e-3, 0.9)")
-    n_init: int = Field(20, ge=1, le=100, description="k-means restarts (final clustering and geometry monitor)")
-    final_clustering: Literal["kmeans", "dbscan"] = Field(
-        "kmeans", description="'dbscan' when K is unknown (the paper's advice): min_samples = n_neighbors, eps the "
-                              "dbscan_quantile of the distance to the (M-1)-th neighbour; noise joins its nearest "
-                              "cluster; n_clusters is then ignored. Used whenever n_clusters is not given")
-    dbscan_quantile: float = Field(0.9, gt=0, lt=1, description="quantile of kNN distances used as DBSCAN's eps")
-    geometry: bool = Field(True, description="log TwoNN ID, PCA LID and FT per k-means cluster at every refresh")
-    lid_threshold: float = Field(0.9999, gt=0, lt=1, description="explained variance threshold of the PCA LID "
-                                                                  "(R-DC code 0.9999; Ansuini 0.9)")
+    lr: float = Field(1e-4, gt=0, le=10, description=(
+        "phase-2 learning rate (not in the paper; a guess)"))
+    momentum: float = Field(0.9, ge=0, lt=1, description=(
+        "momentum when optimizer is sgd (DynAE: SGD 1e-3, 0.9)"))
+    n_init: int = Field(20, ge=1, le=100, description=(
+        "k-means restarts (final clustering and geometry monitor)"))
+    final_clustering: Literal["kmeans", "dbscan"] = Field("kmeans", description=(
+        "'dbscan' when K is unknown (the paper's advice): min_samples = n_neighbors, eps the "
+        "dbscan_quantile of the distance to the (M-1)-th neighbour; noise joins its nearest "
+        "cluster; n_clusters is then ignored. Used whenever n_clusters is not given"))
+    dbscan_quantile: float = Field(0.9, gt=0, lt=1, description=(
+        "quantile of kNN distances used as DBSCAN's eps"))
+    geometry: bool = Field(True, description=(
+        "log TwoNN ID, PCA LID and FT per k-means cluster at every refresh"))
+    lid_threshold: float = Field(0.9999, gt=0, lt=1, description=(
+        "explained variance threshold of the PCA LID (R-DC code 0.9999; Ansuini 0.9)"))
 
 
 @torch.no_grad()
