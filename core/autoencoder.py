@@ -123,4 +123,5 @@ def pretrained_autoencoder(X: torch.Tensor, p: AutoencoderParams, ctx: Context,
                    {"reconstruction": optimizer})
         return model
 
-    return cached_pretraining(model, train, ctx, "ae", X, p, phase="pretrain", total=p.pretrain_epochs)
+    return cached_pretraining(model, train, ctx, "ae", X, p, phase="pretrain",
+                              total=p.pretrain_epochs)

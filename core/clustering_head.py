@@ -18,13 +18,15 @@ EPS = 1e-12  # clusters can empty out on small data: guard f_j -> 0 (dec.md pitf
 
 def soft_assignment(z: torch.Tensor, centers: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """q_ij: Student-t kernel between embeddings and centroids, normalised over clusters."""
-    squared = (z.unsqueeze(1) - centers).pow(2).sum(dim=2)  # (n, K); exact gradient at 0, unlike cdist
+    # (n, K); exact gradient at 0, unlike cdist
+    squared = (z.unsqueeze(1) - centers).pow(2).sum(dim=2)
     kernel = (1.0 + squared / alpha).pow(-(alpha + 1.0) / 2.0)
     return kernel / kernel.sum(dim=1, keepdim=True)
 
 
 def target_distribution(q: torch.Tensor) -> torch.Tensor:
-    """p_ij = (q_ij^2 / f_j) / sum_j' (q_ij'^2 / f_j'), f_j = sum_i q_ij. A constant: no gradient."""
+    """p_ij = (q_ij^2 / f_j) / sum_j' (q_ij'^2 / f_j'), f_j = sum_i q_ij. A constant: no
+    gradient."""
     weight = q.pow(2) / (q.sum(dim=0) + EPS)
     return (weight / weight.sum(dim=1, keepdim=True)).detach()
 
@@ -35,8 +37,8 @@ def kl_clustering_loss(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 def kmeans_restarts(X: np.ndarray, n_clusters: int, seed: int, n_init: int = 20,
-                    max_iter: int = 300,
-                    check: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+                    max_iter: int = 300, check: Callable[[], None] | None = None,
+                    ) -> tuple[np.ndarray, np.ndarray, float]:
     """(centers, labels, inertia) of KMeans(n_init, random_state=seed), run one restart at a time so
     that `check` (a cancellation check) runs between restarts. The same restarts as sklearn's loop
     (one RandomState drawn in sequence) and the same choice: a lower inertia wins unless it is the

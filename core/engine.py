@@ -7,7 +7,8 @@ indices into the phase's data, or a slice) that returns its named loss terms as 
 empty), zero_grad/backward/step, the sample-weighted means of the terms over each report
 interval, the report cadence with its ETA, the cancellation check before every step.
 A term whose name starts with "_" is minimised but not reported (a summed objective whose
-per-sample value is reported under another name). A full-batch phase (GCN epochs, DSC-Net's self-expression) is `batch_size=None`.
+per-sample value is reported under another name). A full-batch phase (GCN epochs, DSC-Net's
+self-expression) is `batch_size=None`.
 """
 from __future__ import annotations
 
@@ -147,7 +148,8 @@ def run_epochs(ctx: Context, phase: str, epochs: int, batches: Batches, step: St
                 stop = True
                 break
         if steps == 0:
-            raise ValueError(f"batch size {batches.size} is larger than the data ({batches.n} rows)")
+            raise ValueError(f"batch size {batches.size} is larger than the data "
+                             f"({batches.n} rows)")
         if epoch % report_every == 0 or epoch == epochs or stop:
             losses = means.pop()
             extra = describe(losses) if describe is not None else {}
@@ -174,7 +176,8 @@ def run_iterations(ctx: Context, phase: str, maxiter: int, batches: Batches, ste
         if iteration % refresh_every == 0 or iteration == maxiter:
             losses = means.pop()
             stop, extra = refresh(iteration)
-            ctx.report(phase, iteration, maxiter, losses=losses, eta_s=clock.eta(iteration), **extra)
+            ctx.report(phase, iteration, maxiter, losses=losses, eta_s=clock.eta(iteration),
+                       **extra)
             if stop or iteration == maxiter:
                 return iteration
         batch = next(stream)

@@ -36,19 +36,22 @@ class KMeansMethod(Method):
     Params = KMeansParams
 
     @classmethod
-    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None, params: KMeansParams) -> int:
+    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None,
+                     params: KMeansParams) -> int:
         """The data (and its float32 copy), sklearn's copies and the confidence chunks."""
         n, d, k = shape[0], math.prod(shape[1:]), n_clusters or 1
         return with_slack(2 * FLOAT * n * d + kmeans_bytes(n, d, k) + confidence_bytes(n, d, k))
 
-    def fit(self, X: np.ndarray, n_clusters: int, params: KMeansParams, ctx: Context) -> ClusteringResult:
+    def fit(self, X: np.ndarray, n_clusters: int, params: KMeansParams,
+            ctx: Context) -> ClusteringResult:
         seed_everything(ctx.seed)
         flat = as_vectors(X, "none")
         # one restart at a time, so a cancel is seen between restarts
         centers, labels, inertia = kmeans_restarts(flat, n_clusters, ctx.seed, params.n_init,
                                                    params.max_iter, check=ctx.check_cancelled)
         ctx.report("kmeans", 1, 1, losses={"inertia": inertia}, labels=labels)
-        return ClusteringResult(labels=labels, confidence=student_t_confidence(flat, centers), embedding=flat)
+        return ClusteringResult(labels=labels, confidence=student_t_confidence(flat, centers),
+                                embedding=flat)
 
 
 class AEKMeansParams(AutoencoderParams):
@@ -58,19 +61,24 @@ class AEKMeansParams(AutoencoderParams):
 @register
 class AEKMeansMethod(Method):
     name = "ae_kmeans"
-    summary = "Pretrain the DEC autoencoder on reconstruction, then k-means on its embedding (DEC at iteration 0)."
+    summary = ("Pretrain the DEC autoencoder on reconstruction, then k-means on its embedding "
+               "(DEC at iteration 0).")
     reference = "Xie et al., ICML 2016 (DEC), baseline AE+k-means"
     Params = AEKMeansParams
 
     @classmethod
-    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None, params: AEKMeansParams) -> int:
+    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None,
+                     params: AEKMeansParams) -> int:
         n, e, k = shape[0], params.embedding_dim, n_clusters or 1
         return with_slack(autoencoder_memory_bytes(shape, params.hidden_dims, e, params.batch_size)
                           + kmeans_bytes(n, e, k) + confidence_bytes(n, e, k))
 
-    def fit(self, X: np.ndarray, n_clusters: int, params: AEKMeansParams, ctx: Context) -> ClusteringResult:
+    def fit(self, X: np.ndarray, n_clusters: int, params: AEKMeansParams,
+            ctx: Context) -> ClusteringResult:
         data, model = vectors_and_pretrained_autoencoder(X, params, ctx)
         z = model.encode(data, ctx.check_cancelled).cpu().numpy()
-        centers, labels = kmeans_centers(z, n_clusters, ctx.seed, params.n_init, check=ctx.check_cancelled)
+        centers, labels = kmeans_centers(z, n_clusters, ctx.seed, params.n_init,
+                                         check=ctx.check_cancelled)
         ctx.report("kmeans", 1, 1, labels=labels)
-        return ClusteringResult(labels=labels, confidence=student_t_confidence(z, centers), embedding=z)
+        return ClusteringResult(labels=labels, confidence=student_t_confidence(z, centers),
+                                embedding=z)
