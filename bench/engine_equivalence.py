@@ -27,39 +27,41 @@ from core.interface import Context  # noqa: E402
 from core.registry import get_method, method_names  # noqa: E402
 
 N, K, SEED = 600, 10, 0
-SMALL_AE = {"hidden_dims": [64, 64, 128], "batch_size": 64, "pretrain_epochs": 3}
-SMALL_NET = {"backbone": "resnet18", "backbone_width": 4, "batch_size": 64, "hidden_dims": [32, 32, 64],
-             "n_init": 2}
+SMALL_AE = {"hidden_dims": [64, 64, 128], "batch_size": 64, "pretrain_epochs": 3, "n_init": 3}
+SMALL_NET = {"backbone": "resnet18", "backbone_width": 4, "batch_size": 64,
+             "hidden_dims": [32, 32, 64], "n_init": 2}
 # case name -> (method, input kind, params)
 CASES: dict[str, tuple[str, str, dict]] = {
     "kmeans": ("kmeans", "vectors", {"n_init": 3}),
-    "ae_kmeans": ("ae_kmeans", "vectors", {**SMALL_AE, "n_init": 3}),
-    "dec": ("dec", "vectors", {**SMALL_AE, "n_init": 3, "maxiter": 40, "update_interval": 7}),
-    "dec_tol": ("dec", "vectors", {**SMALL_AE, "n_init": 3, "maxiter": 400, "update_interval": 5,
-                                   "tol": 0.01}),
-    "idec": ("idec", "vectors", {**SMALL_AE, "n_init": 3, "maxiter": 40, "update_interval": 7}),
-    "dccf": ("dccf", "vectors", {**SMALL_AE, "n_init": 3, "epochs": 4}),
-    "dccf_hutchinson": ("dccf", "vectors", {**SMALL_AE, "n_init": 3, "epochs": 3, "jacobian": "hutchinson",
+    "ae_kmeans": ("ae_kmeans", "vectors", SMALL_AE),
+    "dec": ("dec", "vectors", {**SMALL_AE, "maxiter": 40, "update_interval": 7}),
+    "dec_tol": ("dec", "vectors", {**SMALL_AE, "maxiter": 400, "update_interval": 5, "tol": 0.01}),
+    "idec": ("idec", "vectors", {**SMALL_AE, "maxiter": 40, "update_interval": 7}),
+    "dccf": ("dccf", "vectors", {**SMALL_AE, "epochs": 4}),
+    "dccf_hutchinson": ("dccf", "vectors", {**SMALL_AE, "epochs": 3, "jacobian": "hutchinson",
                                             "focal_target": "soft", "update_interval_epochs": 2}),
-    "rdc": ("rdc", "images", {**SMALL_AE, "n_init": 3, "maxiter": 30, "refresh_interval": 7}),
-    "rdc_dec": ("rdc", "images", {**SMALL_AE, "n_init": 3, "maxiter": 30, "phase2": "dec"}),
-    "rdc_dbscan": ("rdc", "vectors", {**SMALL_AE, "n_init": 3, "maxiter": 20, "refresh_interval": 5,
+    "rdc": ("rdc", "images", {**SMALL_AE, "maxiter": 30, "refresh_interval": 7}),
+    "rdc_dec": ("rdc", "images", {**SMALL_AE, "maxiter": 30, "phase2": "dec"}),
+    "rdc_dbscan": ("rdc", "vectors", {**SMALL_AE, "maxiter": 20, "refresh_interval": 5,
                                       "final_clustering": "dbscan", "geometry": False}),
-    "dscnss": ("dscnss", "images", {"pretrain_epochs": 3, "j1_epochs_first": 6, "j1_epochs": 3, "rounds": 2,
-                                    "j2_epochs": 4}),
+    "dscnss": ("dscnss", "images", {"pretrain_epochs": 3, "j1_epochs_first": 6, "j1_epochs": 3,
+                                    "rounds": 2, "j2_epochs": 4}),
     "dscnss_alone": ("dscnss", "images", {"pretrain_epochs": 2, "pretrain_batch_size": None,
                                           "j1_epochs_first": 5, "j1_epochs": 2, "rounds": 2,
                                           "self_supervision": False, "j1_optimizer": "per_round"}),
-    "iciclegcn_images": ("iciclegcn", "images", {**SMALL_NET, "warmup_epochs": 1, "stage1_epochs": 1,
-                                                 "stage2_epochs": 4, "report_every": 2}),
-    "iciclegcn_instance": ("iciclegcn", "images", {**SMALL_NET, "warmup_epochs": 1, "warmup_loss": "instance",
-                                                   "stage1_epochs": 1, "stage1_variant": "code",
-                                                   "stage2_epochs": 0}),
+    "iciclegcn_images": ("iciclegcn", "images", {**SMALL_NET, "warmup_epochs": 1,
+                                                 "stage1_epochs": 1, "stage2_epochs": 4,
+                                                 "report_every": 2}),
+    "iciclegcn_instance": ("iciclegcn", "images", {**SMALL_NET, "warmup_epochs": 1,
+                                                   "warmup_loss": "instance", "stage1_epochs": 1,
+                                                   "stage1_variant": "code", "stage2_epochs": 0}),
     "iciclegcn_features": ("iciclegcn", "vectors", {**SMALL_NET, "mode": "features",
-                                                    "features_pretrain_epochs": 2, "stage2_epochs": 5}),
+                                                    "features_pretrain_epochs": 2,
+                                                    "stage2_epochs": 5}),
     "iciclegcn_features_rec": ("iciclegcn", "vectors", {**SMALL_NET, "mode": "features",
                                                         "features_pretrain": "reconstruction",
-                                                        "features_pretrain_epochs": 2, "stage2_epochs": 3}),
+                                                        "features_pretrain_epochs": 2,
+                                                        "stage2_epochs": 3}),
 }
 
 
@@ -76,7 +78,8 @@ def run(case: str) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--save", type=Path, help="write one .npz per case here")
     action.add_argument("--compare", type=Path, help="compare with the .npz files saved here")
@@ -101,7 +104,8 @@ def main() -> None:
         golden = np.load(args.compare / f"{case}.npz")
         problems = []
         if not np.array_equal(golden["labels"], outputs["labels"]):
-            problems.append(f"labels differ in {int((golden['labels'] != outputs['labels']).sum())} places")
+            differ = int((golden["labels"] != outputs["labels"]).sum())
+            problems.append(f"labels differ in {differ} places")
         for key in ("confidence", "embedding"):
             if golden[key].shape != outputs[key].shape or golden[key].dtype != outputs[key].dtype:
                 problems.append(f"{key} shape/dtype {golden[key].shape}/{golden[key].dtype} -> "
@@ -111,7 +115,8 @@ def main() -> None:
             if gap > args.atol:
                 problems.append(f"{key} max abs difference {gap:.3g}")
         failures += bool(problems)
-        print(f"{case}: {'; '.join(problems) if problems else 'identical'} ({wall:.1f} s)", flush=True)
+        verdict = "; ".join(problems) if problems else "identical"
+        print(f"{case}: {verdict} ({wall:.1f} s)", flush=True)
     sys.exit(1 if failures else 0)
 
 

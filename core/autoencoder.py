@@ -12,9 +12,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from core.engine import Batch, Batches, run_epochs
 from core.interface import Context, LayerWidth, MethodParams
 from core.resources import FLOAT, mlp_activation_floats, mlp_parameters
-from core.engine import Batch, Batches, run_epochs
 from core.training import (
     InputScaling,
     OptimizerName,

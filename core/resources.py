@@ -87,8 +87,8 @@ def size_problem(memory_bytes: Callable[[tuple[int, ...]], int | None], shape: t
                  budget: int, where: str, min_n: int = 1,
                  blame: Callable[[], str | None] | None = None) -> str | None:
     """Why data of `shape` cannot fit `budget` bytes, naming the largest n that can; None if it
-    fits. `memory_bytes(shape)` is the method's estimate for its parameters and cluster count; `blame()`
-    names what makes the model large (called only when the job does not fit)."""
+    fits. `memory_bytes(shape)` is the method's estimate for its parameters and cluster count;
+    `blame()` names what makes the model large (called only when the job does not fit)."""
     needed = memory_bytes(shape)
     if needed is None or needed <= budget:
         return None

@@ -64,7 +64,8 @@ def test_two_optimisers_each_update_only_their_own_parameters():
     terms = {"first": (a * b).sum(), "second": (3 * a * b).sum()}
     optimise(terms, optimizers)
     assert torch.allclose(a.detach(), torch.full((2,), 0.9))  # d first / da = b = 1
-    assert torch.allclose(b.detach(), torch.full((2,), 0.7))  # d second / db = 3a, a before its step
+    # d second / db = 3a, with a as it was before its own step
+    assert torch.allclose(b.detach(), torch.full((2,), 0.7))
 
 
 def _linear_problem():

@@ -115,7 +115,8 @@ def contractive_penalty(encoder: nn.Sequential, x: torch.Tensor, mode: str = "ex
     return h, total / projections
 
 
-def focal_loss(s: torch.Tensor, t: torch.Tensor, gamma: float, target: str = "hard") -> torch.Tensor:
+def focal_loss(s: torch.Tensor, t: torch.Tensor, gamma: float,
+               target: str = "hard") -> torch.Tensor:
     """Focal loss with the target distribution T as pseudo-labels (Eq. 11-12), batch mean."""
     log_s = s.clamp_min(1e-12).log()
     if target == "hard":
@@ -128,16 +129,18 @@ def focal_loss(s: torch.Tensor, t: torch.Tensor, gamma: float, target: str = "ha
 @register
 class DCCFMethod(Method):
     name = "dccf"
-    summary = ("DCCF: IDEC-style joint training with a contractive penalty on the encoder's Jacobian "
-               "and a focal loss on the target distribution.")
-    reference = "Cai, Wang, Xu, Guo. Unsupervised deep clustering via contractive feature representation " \
-                "and focal loss. Pattern Recognition 123 (2022) 108386"
+    summary = ("DCCF: IDEC-style joint training with a contractive penalty on the encoder's "
+               "Jacobian and a focal loss on the target distribution.")
+    reference = ("Cai, Wang, Xu, Guo. Unsupervised deep clustering via contractive feature "
+                 "representation and focal loss. Pattern Recognition 123 (2022) 108386")
     Params = DCCFParams
 
     @classmethod
-    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None, params: DCCFParams) -> int:
-        """The autoencoder and DEC's clustering phase, plus the exact Jacobian's (B, d', width) products
-        for every layer (three kept per layer for backward); Hutchinson's double backward is below that."""
+    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None,
+                     params: DCCFParams) -> int:
+        """The autoencoder and DEC's clustering phase, plus the exact Jacobian's (B, d', width)
+        products for every layer (three kept per layer for backward); Hutchinson's double backward
+        is below that."""
         n, d = shape[0], math.prod(shape[1:])
         k = n_clusters or 1
         e = params.embedding_dim or k
@@ -206,7 +209,7 @@ def joint_training(data: torch.Tensor, model: MLPAutoencoder, head: ClusteringHe
             losses["contractive"] + losses["reconstruction"], 1e-30)
         return {"labels": targets.labels.cpu().numpy(), "delta_label": targets.changed}
 
-    epochs_run = run_epochs(ctx, "train", p.epochs,
-                            Batches(len(data), p.batch_size, generator=generator, device=ctx.device),
-                            step, {"total": optimizer}, before_epoch=before_epoch, describe=describe)
+    batches = Batches(len(data), p.batch_size, generator=generator, device=ctx.device)
+    epochs_run = run_epochs(ctx, "train", p.epochs, batches, step, {"total": optimizer},
+                            before_epoch=before_epoch, describe=describe)
     return epochs_run, targets

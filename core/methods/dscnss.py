@@ -152,7 +152,8 @@ def image_dims(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return (shape[1], shape[2], shape[3] if len(shape) == 4 else 1)
 
 
-def mine_triplets(C: torch.Tensor, labels: torch.Tensor, mode: str = "paper") -> tuple[torch.Tensor, torch.Tensor]:
+def mine_triplets(C: torch.Tensor, labels: torch.Tensor,
+                  mode: str = "paper") -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 4: p(i) = argmin_{j: S_j = S_i} A_ij (least similar same-cluster sample),
     n(i) = argmax_{k: S_k != S_i} A_ik (most similar other-cluster sample)."""
     if mode == "paper":
@@ -170,15 +171,17 @@ def mine_triplets(C: torch.Tensor, labels: torch.Tensor, mode: str = "paper") ->
     return positive, negative
 
 
-def j2_terms(features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, positive: torch.Tensor,
-             negative: torch.Tensor, margin: float) -> dict[str, torch.Tensor]:
+def j2_terms(features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
+             positive: torch.Tensor, negative: torch.Tensor,
+             margin: float) -> dict[str, torch.Tensor]:
     """L3 = mean_i [||f_i - f_p(i)||^2 - ||f_i - f_n(i)||^2 + m]_+, L4 = mean cross-entropy on S."""
     d_pos = (features - features[positive]).pow(2).sum(dim=1)
     d_neg = (features - features[negative]).pow(2).sum(dim=1)
     return {"L3": F.relu(d_pos - d_neg + margin).mean(), "L4": F.cross_entropy(logits, labels)}
 
 
-def agreement(reference: np.ndarray, labels: np.ndarray, n_clusters: int) -> tuple[float, np.ndarray]:
+def agreement(reference: np.ndarray, labels: np.ndarray,
+              n_clusters: int) -> tuple[float, np.ndarray]:
     """Hungarian agreement of two labelings, and `labels` renamed onto `reference`'s ids."""
     counts = np.zeros((n_clusters, n_clusters), dtype=np.int64)
     np.add.at(counts, (labels, reference), 1)
@@ -195,33 +198,39 @@ def _every(total: int) -> int:
 @register
 class DSCNSSMethod(Method):
     name = "dscnss"
-    summary = ("DSCNSS: DSC-Net (conv autoencoder, n x n self-expression, spectral clustering of C) alternating "
-               "with a self-supervised head trained on the spectral pseudo-labels (cross-entropy + triplets mined "
-               "from C). Images only, transductive; memory grows with n^2.")
-    reference = ("Chen, Lu, Wei, Geng. Deep subspace image clustering network with self-expression and "
-                 "self-supervision. Applied Intelligence (2022); Ji et al. Deep subspace clustering networks, "
-                 "NeurIPS 2017")
+    summary = ("DSCNSS: DSC-Net (conv autoencoder, n x n self-expression, spectral clustering of "
+               "C) alternating with a self-supervised head trained on the spectral pseudo-labels "
+               "(cross-entropy + triplets mined from C). Images only, transductive; memory grows "
+               "with n^2.")
+    reference = ("Chen, Lu, Wei, Geng. Deep subspace image clustering network with self-expression "
+                 "and self-supervision. Applied Intelligence (2022); Ji et al. Deep subspace "
+                 "clustering networks, NeurIPS 2017")
     accepts = InputSpec(kinds=("images",), min_n=4)
     Params = DSCNSSParams
 
     @classmethod
-    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int, params: DSCNSSParams) -> int | None:
+    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int,
+                     params: DSCNSSParams) -> int | None:
         """Peak of fit(): C with its gradient and two Adam moments (4 n^2 float32), the float64
         post-processing (thrC's magnitudes, sort order, sorted and cumulative sums, then the
-        symmetrisation, UU^T and the affinity: 8 n^2 float64/int64; measured 77 bytes per n^2 in all),
-        the conv AE activations and CZ through forward and backward, the head (FC1 weights with
-        gradient and Adam moments), plus 25% and 8 MiB. The float32 and float64 n^2 terms are summed,
-        so the kept J1 Adam's moments (alive through the spectral step and J2) are counted."""
+        symmetrisation, UU^T and the affinity: 8 n^2 float64/int64; measured 77 bytes per n^2 in
+        all), the conv AE activations and CZ through forward and backward, the head (FC1 weights
+        with gradient and Adam moments), plus 25% and 8 MiB. The float32 and float64 n^2 terms
+        are summed, so the kept J1 Adam's moments (alive through the spectral step and J2) are
+        counted."""
         if len(shape) not in (3, 4):
             return None  # not images: accepts.problem refuses them
         n = shape[0]
         h, w, channels = image_dims(shape)
         r = resolve(params, (h, w), max(n_clusters, 1))
         model = ConvAE(channels, h, w, r["kernels"], r["channels"])
-        per_sample = h * w * channels + sum(c * a * b for c, (a, b) in zip(r["channels"], model.sizes[1:]))
-        activations = 4 * n * (2 * per_sample + 2 * model.latent_dim) * 3  # enc+dec, Z and CZ; values+grads
+        per_sample = h * w * channels + sum(c * a * b for c, (a, b)
+                                            in zip(r["channels"], model.sizes[1:]))
+        # enc+dec, Z and CZ; values+grads
+        activations = 4 * n * (2 * per_sample + 2 * model.latent_dim) * 3
         hidden = params.head_hidden or max(model.latent_dim // 2, 1)
-        head = 4 * n * hidden * 3 + 4 * 4 * model.latent_dim * hidden  # activations; FC1 with grad and Adam
+        # activations; FC1 with grad and Adam
+        head = 4 * n * hidden * 3 + 4 * 4 * model.latent_dim * hidden
         return int(1.25 * (4 * 4 * n * n + 8 * 8 * n * n + activations + head)) + (8 << 20)
 
     def fit(self, X: np.ndarray, n_clusters: int, params: DSCNSSParams,

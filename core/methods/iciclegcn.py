@@ -66,11 +66,14 @@ from core.training import InputScaling, as_vectors, map_in_chunks, seed_everythi
 from core.weights_cache import ShapesWeights, cached_pretraining
 
 Variant = Literal["paper", "code"]
-FusionWeight = Annotated[float, Field(ge=0, le=10)]  # Eq. 15-17 mixes; paper 0.4/0.2/0.4, code 0.5/0.2/0.5
+# Eq. 15-17 mixes; paper 0.4/0.2/0.4, code 0.5/0.2/0.5
+FusionWeight = Annotated[float, Field(ge=0, le=10)]
 # Stage-2 settings that differ between the paper and the authors' code (spec pitfall 3).
 STAGE2_VARIANTS = {
-    "paper": {"fusion": (0.4, 0.2, 0.4), "normalization": "sym", "share_gcn_weights": False, "k_b": 10},
-    "code": {"fusion": (0.5, 0.2, 0.5), "normalization": "row", "share_gcn_weights": True, "k_b": 15},
+    "paper": {"fusion": (0.4, 0.2, 0.4), "normalization": "sym", "share_gcn_weights": False,
+              "k_b": 10},
+    "code": {"fusion": (0.5, 0.2, 0.5), "normalization": "row", "share_gcn_weights": True,
+             "k_b": 15},
 }
 
 
@@ -207,7 +210,8 @@ def entropy_of_mean(w: torch.Tensor) -> torch.Tensor:
     return -(p * p.clamp_min(1e-12).log()).sum()
 
 
-def cluster_contrast(w_a: torch.Tensor, w_b: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+def cluster_contrast(w_a: torch.Tensor, w_b: torch.Tensor,
+                     temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(contrast over the K columns, -H(W_a) - H(W_b)); L_CCS is their sum. The code adds
     2 log K to the entropy part, a constant."""
     return nt_xent(w_a.T, w_b.T, temperature), -entropy_of_mean(w_a) - entropy_of_mean(w_b)
@@ -218,7 +222,8 @@ def reconstruction_reduction(p: "IcicleGCNParams", variant: str) -> Literal["sum
     return p.reconstruction or ("sum" if variant == "paper" else "mean")
 
 
-def feature_reconstruction(z: torch.Tensor, z_hat: torch.Tensor, reduction: Literal["sum", "mean"]) -> torch.Tensor:
+def feature_reconstruction(z: torch.Tensor, z_hat: torch.Tensor,
+                           reduction: Literal["sum", "mean"]) -> torch.Tensor:
     """'sum': ||Z - Z^||_F^2 / N (paper Eq. 6 and 26); 'mean': F.mse_loss (the code)."""
     if reduction == "mean":
         return F.mse_loss(z_hat, z)
@@ -246,26 +251,31 @@ class SoftmaxAutoencoder(MLPAutoencoder):
 
 
 class ContrastiveNetwork(nn.Module):
-    """Backbone + instance projector (ISM) + JC-SLIM AE, plus CC's cluster projector for the warm-up."""
+    """Backbone + instance projector (ISM) + JC-SLIM AE, plus CC's cluster projector for the
+    warm-up."""
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, n_clusters: int, hidden_dims: tuple[int, ...]):
+    def __init__(self, backbone: nn.Module, feature_dim: int, n_clusters: int,
+                 hidden_dims: tuple[int, ...]):
         super().__init__()
         d = backbone.rep_dim
         self.backbone = backbone
         self.projector = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, feature_dim))
         self.autoencoder = SoftmaxAutoencoder(d, hidden_dims, n_clusters)
-        self.cc_cluster_head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, n_clusters), nn.Softmax(dim=1))
+        self.cc_cluster_head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, n_clusters),
+                                             nn.Softmax(dim=1))
 
 
 class MGCN(nn.Module):
     """Two GCN streams (k_a- and k_b-NN graphs) fused with the AE's layers (Eq. 14-17)."""
 
-    def __init__(self, autoencoder: SoftmaxAutoencoder, input_dim: int, hidden_dims: tuple[int, ...],
+    def __init__(self, autoencoder: SoftmaxAutoencoder, input_dim: int,
+                 hidden_dims: tuple[int, ...],
                  n_clusters: int, share: bool, fusion: tuple[float, float, float]):
         super().__init__()
         self.autoencoder = autoencoder
         widths = [input_dim, *hidden_dims, n_clusters, n_clusters]  # 512-500-500-2000-K-K
-        make = lambda: nn.ModuleList(GCNLayer(i, o) for i, o in zip(widths[:-1], widths[1:]))  # noqa: E731
+        make = lambda: nn.ModuleList(  # noqa: E731
+            GCNLayer(i, o) for i, o in zip(widths[:-1], widths[1:]))
         self.gcn_a = make()
         self.gcn_b = self.gcn_a if share else make()
         self.fusion = fusion
@@ -287,33 +297,36 @@ class MGCN(nn.Module):
 @register
 class IcicleGCNMethod(Method):
     name = "iciclegcn"
-    summary = ("IcicleGCN: contrastive ResNet training with a softmax-bottleneck autoencoder (stage 1), then two "
-               "multi-scale kNN-graph GCN streams fused with the autoencoder and self-trained on DEC's target "
-               "(stage 2). Vectors: stage 2 alone.")
-    reference = ("Xu, Huang, Wang, Lai. Deep image clustering with contrastive learning and multi-scale graph "
-                 "convolutional networks. Pattern Recognition 146 (2024) 110065")
+    summary = ("IcicleGCN: contrastive ResNet training with a softmax-bottleneck autoencoder "
+               "(stage 1), then two multi-scale kNN-graph GCN streams fused with the autoencoder "
+               "and self-trained on DEC's target (stage 2). Vectors: stage 2 alone.")
+    reference = ("Xu, Huang, Wang, Lai. Deep image clustering with contrastive learning and "
+                 "multi-scale graph convolutional networks. Pattern Recognition 146 (2024) 110065")
     Params = IcicleGCNParams
 
     @classmethod
-    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None, params: IcicleGCNParams) -> int:
-        """Stage 1: the images (array, float copy, scaled tensor), backbone + projectors + JC-SLIM AE
-        with Adam, two augmented views' activations kept for backward (counted on the meta device),
-        the no-grad feature pass in 512-image chunks. Features mode: the vectors and the AE's
-        pretraining on pairs with its kNN lists. Stage 2, full batch on all n: GCN streams and AE
-        activations with gradients, the sparse graphs and their kNN search, k-means on z."""
+    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None,
+                     params: IcicleGCNParams) -> int:
+        """Stage 1: the images (array, float copy, scaled tensor), backbone + projectors + JC-SLIM
+        AE with Adam, two augmented views' activations kept for backward (counted on the meta
+        device), the no-grad feature pass in 512-image chunks. Features mode: the vectors and the
+        AE's pretraining on pairs with its kNN lists. Stage 2, full batch on all n: GCN streams
+        and AE activations with gradients, the sparse graphs and their kNN search, k-means on z."""
         p, n, k = params, shape[0], n_clusters or 1
         hidden = p.hidden_dims
         floats = 0
         if p.mode == "images" or (p.mode == "auto" and len(shape) in (3, 4)):
             h, w, channels = shape[1], shape[2], (shape[3] if len(shape) == 4 else 1)
             size = (p.image_size, p.image_size) if p.image_size else (h, w)
-            trunk, saved, largest = backbone_footprint(p.backbone, channels, size, p.stem, p.backbone_width)
+            trunk, saved, largest = backbone_footprint(p.backbone, channels, size, p.stem,
+                                                       p.backbone_width)
             d = 8 * p.backbone_width * (4 if p.backbone == "resnet50" else 1)  # rep_dim
             heads = (mlp_parameters([d, d, p.feature_dim]) + 2 * mlp_parameters([d, *hidden, k])
                      + mlp_parameters([d, d, k]))
             batch = min(p.batch_size, n)
             floats += 3 * n * h * w * channels + 4 * (trunk + heads)
-            views = saved + 4 * channels * size[0] * size[1] + 2 * mlp_activation_floats([d, *hidden, k])
+            views = (saved + 4 * channels * size[0] * size[1]
+                     + 2 * mlp_activation_floats([d, *hidden, k]))
             floats += 2 * batch * views
             floats += min(512, n) * 4 * largest + n * d
         else:
@@ -324,7 +337,8 @@ class IcicleGCNMethod(Method):
             floats += knn_bytes(n, p.features_neighbours) // FLOAT
         k_b = p.k_b or max(v["k_b"] for v in STAGE2_VARIANTS.values())
         widths = [d, *hidden, k, k]
-        gcn = 2 * mlp_parameters(widths) + 2 * mlp_parameters([d, *hidden, k])  # two streams, the AE
+        # two streams, the AE
+        gcn = 2 * mlp_parameters(widths) + 2 * mlp_parameters([d, *hidden, k])
         # per layer and stream: x W, A x W, its ReLU and the four products and sums of the fusion
         # (Eq. 15-17), kept for backward; measured 19-23 (n, width) tensors per layer on digits
         floats += 4 * gcn + n * (24 * sum(widths) + 8 * k)

@@ -22,6 +22,7 @@ from core.registry import register
 from core.resources import FLOAT, kmeans_bytes, with_slack
 from core.training import as_vectors, seed_everything
 
+
 class KMeansParams(MethodParams):
     n_init: int = Field(20, ge=1, le=100, description=(
         "k-means restarts; the best inertia wins (DEC/IDEC: 20)"))

@@ -94,16 +94,19 @@ class RDCParams(ACAIParams):
 
 
 @torch.no_grad()
-def proximity_filter(dist: torch.Tensor, alpha_core: float, beta_nn: float, filter_mode: str = "paper",
-                     beta_scale: str = "absolute", core_rule: str = "below") -> tuple[torch.Tensor, torch.Tensor]:
+def proximity_filter(dist: torch.Tensor, alpha_core: float, beta_nn: float,
+                     filter_mode: str = "paper", beta_scale: str = "absolute",
+                     core_rule: str = "below") -> tuple[torch.Tensor, torch.Tensor]:
     """(core (n,), kept (n, M-1)) from ascending distances to each point's real neighbours."""
-    if core_rule == "below":  # r_i = D_1 / D_(M-1) < alpha without dividing; the code skips D_(M-1) = 0
+    # r_i = D_1 / D_(M-1) < alpha without dividing; the code skips D_(M-1) = 0
+    if core_rule == "below":
         core = (dist[:, 0] < alpha_core * dist[:, -1]) & (dist[:, -1] > 0)
     else:
         core = dist[:, 0] > alpha_core * dist[:, -1]
     if filter_mode == "paper":
         nearest = dist[:, :1]
-    else:  # the authors' loop over core points: a minimum carried over from the last sample, only decreasing
+    else:  # the authors' loop over core points: a minimum carried over from the last sample,
+        # only decreasing
         running = torch.where(core, dist[:, 0], torch.full_like(dist[:, 0], float("inf")))
         nearest = torch.cummin(running.clamp_max(dist[-1, 0]), dim=0).values[:, None]
     beta = beta_nn * (dist[:, 0].median() if beta_scale == "median" else 1.0)
@@ -121,7 +124,8 @@ def neighbour_centroids(z: torch.Tensor, idx: torch.Tensor, kept: torch.Tensor) 
 
 def proximity_losses(z: torch.Tensor, x_hat: torch.Tensor, c: torch.Tensor, y: torch.Tensor,
                      pull: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """L_E = mean_i pull_i ||z_i - c_i||^2 / d_z (Eq. 13) and L_C = mean_i ||x_hat_i - y_i||^2 / d (Eq. 12)."""
+    """L_E = mean_i pull_i ||z_i - c_i||^2 / d_z (Eq. 13) and
+    L_C = mean_i ||x_hat_i - y_i||^2 / d (Eq. 12)."""
     latent = ((z - c).pow(2).mean(1) * pull).mean()
     return latent, (x_hat - y).pow(2).mean(1).mean()
 
@@ -191,8 +195,8 @@ def proximity_training(data: torch.Tensor, model: MLPAutoencoder, shape, p: RDCP
 
     def step(batch: Batch) -> dict[str, torch.Tensor]:
         x = data[batch]
-        x_in = (random_shift_rotate(x, shape, generator=generator) if p.augment and shape is not None
-                else x)
+        augment = p.augment and shape is not None
+        x_in = random_shift_rotate(x, shape, generator=generator) if augment else x
         z_batch, x_hat = model(x_in)
         with torch.no_grad():  # targets: the current decoder's image of the fixed centroids
             y = model.decoder(targets.centroids[batch])
@@ -203,9 +207,9 @@ def proximity_training(data: torch.Tensor, model: MLPAutoencoder, shape, p: RDCP
         return {"latent": latent, "reconstruction": reconstruction,
                 "total": latent + p.gamma * reconstruction}
 
-    iterations = run_iterations(ctx, "refresh", p.maxiter, Batches(len(data), p.batch_size, "in_order"),
-                                step, {"total": optimizer}, refresh_every=p.refresh_interval,
-                                refresh=refresh)
+    batches = Batches(len(data), p.batch_size, "in_order")
+    iterations = run_iterations(ctx, "refresh", p.maxiter, batches, step, {"total": optimizer},
+                                refresh_every=p.refresh_interval, refresh=refresh)
     return {"iterations": iterations, "stop_reason": targets.stop_reason,
             "core_ratio": targets.ratios[-1], "core_ratios": targets.ratios}
 
@@ -213,8 +217,9 @@ def proximity_training(data: torch.Tensor, model: MLPAutoencoder, shape, p: RDCP
 def density_labels(z: torch.Tensor, min_samples: int, quantile: float,
                    check: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """DBSCAN on the codes with eps from the kNN distances (no labels, no K); noise points join
-    the cluster of their nearest clustered point. Returns labels, confidence (1 clustered, 0 joined), eps.
-    `check` (a cancellation check) runs inside the kNN searches; sklearn's DBSCAN runs unchecked."""
+    the cluster of their nearest clustered point. Returns labels, confidence (1 clustered,
+    0 joined), eps. `check` (a cancellation check) runs inside the kNN searches; sklearn's DBSCAN
+    runs unchecked."""
     from sklearn.cluster import DBSCAN
 
     dist, _ = knn(z, min_samples - 1, check=check)
@@ -227,18 +232,21 @@ def density_labels(z: torch.Tensor, min_samples: int, quantile: float,
         return np.zeros(len(labels), dtype=np.int64), np.zeros(len(labels), dtype=np.float32), eps
     if noise.any():
         members = torch.as_tensor(np.flatnonzero(~noise), device=z.device)
-        _, nearest = knn(z[members], 1, queries=z[torch.as_tensor(np.flatnonzero(noise), device=z.device)],
-                         check=check)
+        _, nearest = knn(z[members], 1, check=check,
+                         queries=z[torch.as_tensor(np.flatnonzero(noise), device=z.device)])
         labels[noise] = labels[members[nearest[:, 0]].cpu().numpy()]
-    return np.unique(labels, return_inverse=True)[1].astype(np.int64), (~noise).astype(np.float32), eps
+    return (np.unique(labels, return_inverse=True)[1].astype(np.int64),
+            (~noise).astype(np.float32), eps)
 
 
 @register
 class RDCMethod(Method):
     name = "rdc"
-    summary = ("R-DC: ACAI-pretrained autoencoder, then proximity-level self-supervision that pulls dense "
-               "(core) points to their reliable neighbours' centroid; k-means on the final codes.")
-    reference = "Shaheen, Mrabah, Ksantini, Alqaddoumi. Rethinking Deep Clustering Paradigms. arXiv 2503.03733"
+    summary = ("R-DC: ACAI-pretrained autoencoder, then proximity-level self-supervision that "
+               "pulls dense (core) points to their reliable neighbours' centroid; k-means on the "
+               "final codes.")
+    reference = ("Shaheen, Mrabah, Ksantini, Alqaddoumi. Rethinking Deep Clustering Paradigms. "
+                 "arXiv 2503.03733")
     Params = RDCParams
     accepts = InputSpec(finds_n_clusters=True)  # without n_clusters: DBSCAN on the final codes
 
@@ -246,8 +254,8 @@ class RDCMethod(Method):
     def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None, params: RDCParams) -> int:
         """ACAI: the autoencoder plus its critic (the encoder's shape) with Adam, the augmentation's
         sampling grids; phase 2: codes, neighbours, centroids and their (n, M-1, d') gather, the kNN
-        chunks, k-means and the geometry; DBSCAN's neighbourhoods at a few times M per point; or DEC's
-        self-training (phase2='dec')."""
+        chunks, k-means and the geometry; DBSCAN's neighbourhoods at a few times M per point; or
+        DEC's self-training (phase2='dec')."""
         p = params
         n, d, e, k = shape[0], math.prod(shape[1:]), p.embedding_dim, n_clusters or 1
         m = p.n_neighbors
