@@ -271,14 +271,13 @@ class DSCNSSMethod(Method):
             ctx.report("round", rnd + 1, p.rounds, labels=labels, **record)
         # Step 4: the final labels are the spectral clustering of the final C (paper; the code
         # uses the head).
-        diagnostics = {"preset": p.preset,
-                       **{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()},
-                       "latent_dim": model.latent_dim, "round_agreements": agreements}
-        artifacts = {} if head_labels is None else {"head_labels": head_labels.astype(np.int64)}
-        return ClusteringResult(labels=previous.astype(np.int64),
-                                confidence=affinity_confidence(C, previous, K),
-                                embedding=encode(model, data), diagnostics=diagnostics,
-                                artifacts=artifacts)
+        return ClusteringResult(
+            labels=previous.astype(np.int64), confidence=affinity_confidence(C, previous, K),
+            embedding=encode(model, data),
+            diagnostics={"preset": p.preset, **{k: (list(v) if isinstance(v, tuple) else v)
+                                                for k, v in r.items()},
+                         "latent_dim": model.latent_dim, "round_agreements": agreements},
+            artifacts={} if head_labels is None else {"head_labels": head_labels.astype(np.int64)})
 
 
 def image_tensor(X: np.ndarray, scaling: InputScaling) -> torch.Tensor:

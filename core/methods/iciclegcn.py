@@ -494,14 +494,10 @@ def mgcn_stage(features: torch.Tensor, autoencoder: SoftmaxAutoencoder, n_cluste
     """Two kNN graphs, the M-GCN fused with the AE, full-batch training on L2 (Eq. 26) with
     the target P from each epoch's Q; the last epoch's parameters give the labels."""
     variant = STAGE2_VARIANTS[p.stage2_variant]
-    k_b = p.k_b or variant["k_b"]
-    normalization = p.normalization or variant["normalization"]
     share = variant["share_gcn_weights"] if p.share_gcn_weights is None else p.share_gcn_weights
     fusion = p.fusion or variant["fusion"]
-    adj_a = knn_adjacency(features, p.k_a, normalization, ctx.check_cancelled)
-    adj_b = knn_adjacency(features, k_b, normalization, ctx.check_cancelled)
-    diagnostics.update(k_a=p.k_a, k_b=k_b, normalization=normalization, share_gcn_weights=share,
-                       fusion=list(fusion), graph_edges=[int(adj_a._nnz()), int(adj_b._nnz())])
+    adj_a, adj_b = multiscale_graphs(features, p, ctx, diagnostics)
+    diagnostics.update(share_gcn_weights=share, fusion=list(fusion))
     model = MGCN(autoencoder, features.shape[1], p.hidden_dims, n_clusters, share,
                  fusion).to(ctx.device)
     with torch.no_grad():
@@ -542,6 +538,19 @@ def mgcn_stage(features: torch.Tensor, autoencoder: SoftmaxAutoencoder, n_cluste
         final = {"q": head(z), "gcn_a": g_a, "gcn_b": g_b}[p.final_labels]
     confidence, labels = final.max(dim=1)
     return _result(labels, confidence, features, z, p, diagnostics)
+
+
+def multiscale_graphs(features: torch.Tensor, p: IcicleGCNParams, ctx: Context,
+                      diagnostics: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k_a- and k_b-NN graphs of the features, normalised as the variant says."""
+    variant = STAGE2_VARIANTS[p.stage2_variant]
+    k_b = p.k_b or variant["k_b"]
+    normalization = p.normalization or variant["normalization"]
+    adj_a = knn_adjacency(features, p.k_a, normalization, ctx.check_cancelled)
+    adj_b = knn_adjacency(features, k_b, normalization, ctx.check_cancelled)
+    diagnostics.update(k_a=p.k_a, k_b=k_b, normalization=normalization,
+                       graph_edges=[int(adj_a._nnz()), int(adj_b._nnz())])
+    return adj_a, adj_b
 
 
 def _result(labels, confidence, features, z, p: IcicleGCNParams,
