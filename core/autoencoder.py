@@ -12,6 +12,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from core.engine import Batch, Batches, run_epochs
 from core.interface import Context, LayerWidth, MethodParams
 from core.resources import FLOAT, mlp_activation_floats, mlp_parameters
 from core.training import (
@@ -21,28 +22,35 @@ from core.training import (
     make_optimizer,
     map_in_chunks,
     seed_everything,
-    shuffled_batches,
 )
-from core.weights_cache import weights_path
+from core.weights_cache import ShapesWeights, cached_pretraining
 
 
 class AutoencoderParams(MethodParams):
     """Architecture and pretraining of the MLP autoencoder (DEC-keras defaults)."""
 
-    hidden_dims: tuple[LayerWidth, ...] = Field((500, 500, 2000), min_length=1, max_length=8,
-                                         description="encoder hidden layer widths; the decoder mirrors them")
-    embedding_dim: int = Field(10, ge=1, le=1024, description="size of the linear latent layer z")
-    batch_size: int = Field(256, ge=8, le=65536, description="mini-batch size (DEC/IDEC: 256)")
-    pretrain_epochs: int = Field(200, ge=0, le=5000,
-                                 description="end-to-end reconstruction pretraining epochs (DEC-keras: USPS 50, MNIST 300)")
-    pretrain_optimizer: OptimizerName = Field("adam", description="DEC-keras: adam for USPS, sgd for MNIST")
-    pretrain_lr: float = Field(1e-3, gt=0, le=10, description="DEC-keras: adam 1e-3; sgd 1.0 with momentum 0.9")
-    pretrain_momentum: float = Field(0.9, ge=0, lt=1, description="momentum when pretrain_optimizer is sgd")
-    input_scaling: InputScaling = Field("minmax", description="'minmax': global scale to [0, 1] (pixels/255); 'none'")
+    hidden_dims: ShapesWeights[tuple[LayerWidth, ...]] = Field(
+        (500, 500, 2000), min_length=1, max_length=8,
+        description="encoder hidden layer widths; the decoder mirrors them")
+    embedding_dim: ShapesWeights[int] = Field(10, ge=1, le=1024,
+                                              description="size of the linear latent layer z")
+    batch_size: ShapesWeights[int] = Field(256, ge=8, le=65536,
+                                           description="mini-batch size (DEC/IDEC: 256)")
+    pretrain_epochs: ShapesWeights[int] = Field(
+        200, ge=0, le=5000,
+        description="end-to-end reconstruction pretraining epochs (DEC-keras: USPS 50, MNIST 300)")
+    pretrain_optimizer: ShapesWeights[OptimizerName] = Field(
+        "adam", description="DEC-keras: adam for USPS, sgd for MNIST")
+    pretrain_lr: ShapesWeights[float] = Field(
+        1e-3, gt=0, le=10, description="DEC-keras: adam 1e-3; sgd 1.0 with momentum 0.9")
+    pretrain_momentum: ShapesWeights[float] = Field(
+        0.9, ge=0, lt=1, description="momentum when pretrain_optimizer is sgd")
+    input_scaling: ShapesWeights[InputScaling] = Field(
+        "minmax", description="'minmax': global scale to [0, 1] (pixels/255); 'none'")
 
 
-def autoencoder_memory_bytes(shape: tuple[int, ...], hidden_dims: tuple[int, ...], embedding_dim: int,
-                             batch_size: int, extra_parameters: int = 0) -> int:
+def autoencoder_memory_bytes(shape: tuple[int, ...], hidden_dims: tuple[int, ...],
+                             embedding_dim: int, batch_size: int, extra_parameters: int = 0) -> int:
     """Tensor bytes of training the MLP autoencoder on n samples (no slack added):
     the data (the caller's array, its scaled float32 copy and one more during scaling), weights
     with gradients and two Adam moments (of the autoencoder plus `extra_parameters`, e.g. a
@@ -85,7 +93,8 @@ def _mlp(widths: list[int]) -> nn.Sequential:
 
 
 def vectors_and_pretrained_autoencoder(X: np.ndarray, p: AutoencoderParams, ctx: Context,
-                                       embedding_dim: int | None = None) -> tuple[torch.Tensor, MLPAutoencoder]:
+                                       embedding_dim: int | None = None,
+                                       ) -> tuple[torch.Tensor, MLPAutoencoder]:
     """The first phase of every autoencoder method: seed, scale the data onto the device, pretrain.
     `embedding_dim` overrides p.embedding_dim (DCCF sizes its embedding by n_clusters)."""
     generator = seed_everything(ctx.seed)
@@ -97,36 +106,22 @@ def vectors_and_pretrained_autoencoder(X: np.ndarray, p: AutoencoderParams, ctx:
 
 def pretrained_autoencoder(X: torch.Tensor, p: AutoencoderParams, ctx: Context,
                            generator: torch.Generator) -> MLPAutoencoder:
-    """Build the autoencoder and pretrain it on reconstruction (MSE, shuffled batches).
-
-    With `ctx.cache_dir` set, weights pretrained on the same data, architecture, schedule
-    and seed are reused (the benchmarks share them between ae_kmeans, dec and idec).
-    """
+    """Build the autoencoder and pretrain it on reconstruction (MSE, shuffled batches), or
+    reuse the weights from `ctx.cache_dir` (shared by ae_kmeans, dec and idec)."""
     model = MLPAutoencoder(X.shape[1], p.hidden_dims, p.embedding_dim).to(ctx.device)
-    cache = weights_path(ctx.cache_dir, "ae", X, {f: getattr(p, f) for f in _WEIGHT_FIELDS}, ctx.seed)
-    if cache is not None and cache.exists():
-        model.load_state_dict(torch.load(cache, map_location=ctx.device, weights_only=True))
-        ctx.report("pretrain", p.pretrain_epochs, p.pretrain_epochs, reused_weights=str(cache.name))
+
+    def train(model: MLPAutoencoder) -> MLPAutoencoder:
+        optimizer = make_optimizer(p.pretrain_optimizer, model.parameters(), p.pretrain_lr,
+                                   p.pretrain_momentum)
+
+        def step(batch: Batch) -> dict[str, torch.Tensor]:
+            x = X[batch]
+            return {"reconstruction": nn.functional.mse_loss(model(x)[1], x)}
+
+        run_epochs(ctx, "pretrain", p.pretrain_epochs,
+                   Batches(len(X), p.batch_size, generator=generator, device=ctx.device), step,
+                   {"reconstruction": optimizer})
         return model
-    optimizer = make_optimizer(p.pretrain_optimizer, model.parameters(), p.pretrain_lr, p.pretrain_momentum)
-    for epoch in range(1, p.pretrain_epochs + 1):
-        total, count = 0.0, 0
-        for idx in shuffled_batches(len(X), p.batch_size, generator, ctx.device):
-            ctx.check_cancelled()
-            x = X[idx]
-            loss = nn.functional.mse_loss(model(x)[1], x)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(idx)
-            count += len(idx)
-        ctx.report("pretrain", epoch, p.pretrain_epochs, losses={"reconstruction": total / count})
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), cache)
-    return model
 
-
-# the settings that shape pretrained weights: their cache key
-_WEIGHT_FIELDS = ("hidden_dims", "embedding_dim", "batch_size", "pretrain_epochs", "pretrain_optimizer", "pretrain_lr",
-                  "pretrain_momentum", "input_scaling")
+    return cached_pretraining(model, train, ctx, "ae", X, p, phase="pretrain",
+                              total=p.pretrain_epochs)

@@ -11,18 +11,22 @@ import torch
 from sklearn.cluster import KMeans
 from torch import nn
 
+from core.resources import FLOAT
+
 EPS = 1e-12  # clusters can empty out on small data: guard f_j -> 0 (dec.md pitfall 6)
 
 
 def soft_assignment(z: torch.Tensor, centers: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """q_ij: Student-t kernel between embeddings and centroids, normalised over clusters."""
-    squared = (z.unsqueeze(1) - centers).pow(2).sum(dim=2)  # (n, K); exact gradient at 0, unlike cdist
+    # (n, K); exact gradient at 0, unlike cdist
+    squared = (z.unsqueeze(1) - centers).pow(2).sum(dim=2)
     kernel = (1.0 + squared / alpha).pow(-(alpha + 1.0) / 2.0)
     return kernel / kernel.sum(dim=1, keepdim=True)
 
 
 def target_distribution(q: torch.Tensor) -> torch.Tensor:
-    """p_ij = (q_ij^2 / f_j) / sum_j' (q_ij'^2 / f_j'), f_j = sum_i q_ij. A constant: no gradient."""
+    """p_ij = (q_ij^2 / f_j) / sum_j' (q_ij'^2 / f_j'), f_j = sum_i q_ij. A constant: no
+    gradient."""
     weight = q.pow(2) / (q.sum(dim=0) + EPS)
     return (weight / weight.sum(dim=1, keepdim=True)).detach()
 
@@ -33,8 +37,8 @@ def kl_clustering_loss(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 def kmeans_restarts(X: np.ndarray, n_clusters: int, seed: int, n_init: int = 20,
-                    max_iter: int = 300,
-                    check: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+                    max_iter: int = 300, check: Callable[[], None] | None = None,
+                    ) -> tuple[np.ndarray, np.ndarray, float]:
     """(centers, labels, inertia) of KMeans(n_init, random_state=seed), run one restart at a time so
     that `check` (a cancellation check) runs between restarts. The same restarts as sklearn's loop
     (one RandomState drawn in sequence) and the same choice: a lower inertia wins unless it is the
@@ -76,3 +80,21 @@ class ClusteringHead(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return soft_assignment(z, self.centers, self.alpha)
+
+
+# soft_assignment broadcasts (rows, k, d) differences: a chunk holds at most this many floats
+_CONFIDENCE_CHUNK_FLOATS = 2**22
+
+
+def student_t_confidence(z: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """max_j q_ij under the Student-t kernel (the same soft assignment DEC uses), in chunks."""
+    rows = max(1, _CONFIDENCE_CHUNK_FLOATS // centers.size)
+    with torch.no_grad():
+        q = torch.cat([soft_assignment(torch.from_numpy(z[i:i + rows]), torch.from_numpy(centers))
+                       for i in range(0, len(z), rows)])
+    return q.max(dim=1).values.numpy().astype(np.float32)
+
+
+def confidence_bytes(n: int, d: int, k: int) -> int:
+    """student_t_confidence: one chunk's differences and squares, and the (n, k) assignment."""
+    return FLOAT * (2 * min(_CONFIDENCE_CHUNK_FLOATS, n * k * d) + 2 * n * k)

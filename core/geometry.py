@@ -54,7 +54,8 @@ def pca_id(z: np.ndarray, threshold: float = 0.9999) -> int | None:
 def cluster_geometry(z: np.ndarray, labels: np.ndarray, lid_threshold: float = 0.9999,
                      check: Callable[[], None] | None = None) -> dict:
     """ID (TwoNN, fraction 1 as R-DC's computeID) and LID (PCA) on each cluster, averaged:
-    the cluster-wise curvature gap FT = LID - ID. `check` (a cancellation check) runs per cluster."""
+    the cluster-wise curvature gap FT = LID - ID. `check` (a cancellation check) runs per
+    cluster."""
     ids, lids = [], []
     for cluster in np.unique(labels):
         if check is not None:
@@ -65,7 +66,8 @@ def cluster_geometry(z: np.ndarray, labels: np.ndarray, lid_threshold: float = 0
             ids.append(i)
         if lid is not None:
             lids.append(lid)
-    out = {"id": float(np.mean(ids)) if ids else None, "id_std": float(np.std(ids)) if ids else None,
+    out = {"id": float(np.mean(ids)) if ids else None,
+           "id_std": float(np.std(ids)) if ids else None,
            "lid": float(np.mean(lids)) if lids else None}
     out["ft"] = out["lid"] - out["id"] if ids and lids else None
     return out

@@ -51,6 +51,7 @@ class GCNLayer(nn.Module):
         self.weight = nn.Parameter(torch.empty(in_features, out_features))
         nn.init.xavier_uniform_(self.weight)
 
-    def forward(self, x: torch.Tensor, adjacency: torch.Tensor, active: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, adjacency: torch.Tensor,
+                active: bool = True) -> torch.Tensor:
         out = torch.sparse.mm(adjacency, x @ self.weight)
         return torch.relu(out) if active else out

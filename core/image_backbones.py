@@ -25,7 +25,8 @@ SMALL_IMAGE_PX = 64  # "auto" stem: images up to this size get the small stem
 
 
 def as_image_tensor(X: np.ndarray) -> torch.Tensor:
-    """(n, H, W) or (n, H, W, C) array -> float (n, C, H, W) in [0, 1] (one global min/max scale)."""
+    """(n, H, W) or (n, H, W, C) array -> float (n, C, H, W) in [0, 1] (one global min/max
+    scale)."""
     if X.ndim not in (3, 4):
         raise ValueError(f"images must be (n, H, W) or (n, H, W, C), got shape {list(X.shape)}")
     images = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
@@ -37,17 +38,20 @@ def as_image_tensor(X: np.ndarray) -> torch.Tensor:
 
 
 def two_view_augmentation(size: tuple[int, int], channels: int, jitter_strength: float = 1.0,
-                          blur: bool = False, crop_scale: tuple[float, float] = (0.08, 1.0)) -> v2.Compose:
+                          blur: bool = False,
+                          crop_scale: tuple[float, float] = (0.08, 1.0)) -> v2.Compose:
     """CC's training transform (resized crop, flip, colour jitter p=0.8, grayscale p=0.2,
     optional Gaussian blur p=0.5), on tensors in [0, 1], without mean/std normalisation.
     On one-channel images the hue/saturation jitter and the grayscale step are no-ops."""
     s = jitter_strength
-    steps: list[nn.Module] = [v2.RandomResizedCrop(size, scale=crop_scale, antialias=True), v2.RandomHorizontalFlip(),
-                              v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8)]
+    steps: list[nn.Module] = [
+        v2.RandomResizedCrop(size, scale=crop_scale, antialias=True), v2.RandomHorizontalFlip(),
+        v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8)]
     if channels == 3:
         steps.append(v2.RandomGrayscale(p=0.2))
     if blur:
-        kernel = max(3, int(0.1 * min(size)) // 2 * 2 + 1)  # CC: kernel 23 at 224 px (about a tenth), odd
+        # CC: kernel 23 at 224 px (about a tenth), odd
+        kernel = max(3, int(0.1 * min(size)) // 2 * 2 + 1)
         steps.append(v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.5))
     return v2.Compose(steps)
 
@@ -80,8 +84,9 @@ class _ScaledResNet(ResNet):
         return super()._make_layer(block, planes * self._width // 64, blocks, stride, dilate)
 
 
-def make_backbone(name: BackboneName, in_channels: int, image_size: tuple[int, int], stem: Stem = "auto",
-                  width: int = 64, weights: str | None = None) -> _ScaledResNet:
+def make_backbone(name: BackboneName, in_channels: int, image_size: tuple[int, int],
+                  stem: Stem = "auto", width: int = 64,
+                  weights: str | None = None) -> _ScaledResNet:
     """A randomly initialised ResNet trunk (no download), or one loaded from a state_dict file."""
     block, layers = _LAYERS[name]
     small = stem == "small" or (stem == "auto" and max(image_size) <= SMALL_IMAGE_PX)
@@ -100,26 +105,30 @@ def load_backbone_weights(net: nn.Module, path: str) -> None:
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling problem is the user's file
-        raise ValueError(f"backbone weight file {path!r} is not a loadable torch state_dict: {exc}") from None
+        raise ValueError(f"backbone weight file {path!r} is not a loadable torch state_dict: "
+                         f"{exc}") from None
     for key in ("state_dict", "net", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
-        raise ValueError(f"backbone weight file {path!r} holds a {type(state).__name__}, not a state_dict")
+        raise ValueError(f"backbone weight file {path!r} holds a {type(state).__name__}, "
+                         "not a state_dict")
     state = {k.removeprefix("module.").removeprefix("resnet."): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ValueError(f"backbone weight file {path!r} does not fit the chosen backbone: {exc}") from None
+        raise ValueError(f"backbone weight file {path!r} does not fit the chosen backbone: "
+                         f"{exc}") from None
 
 
 @lru_cache(maxsize=32)
 def backbone_footprint(name: BackboneName, in_channels: int, image_size: tuple[int, int],
                        stem: Stem = "auto", width: int = 64) -> tuple[int, int, int]:
     """(parameters, floats kept for backward per image, largest activation per image) of a
-    backbone in training mode, counted on the meta device (no memory, no compute) with autograd's saved-tensor
-    hooks; per image from the difference between batches of 2 and 4 (BatchNorm needs 2)."""
+    backbone in training mode, counted on the meta device (no memory, no compute) with
+    autograd's saved-tensor hooks; per image from the difference between batches of 2 and 4
+    (BatchNorm needs 2)."""
     with torch.device("meta"):
         net = make_backbone(name, in_channels, image_size, stem, width)
     parameters = sum(w.numel() for w in net.parameters())
@@ -135,7 +144,8 @@ def backbone_footprint(name: BackboneName, in_channels: int, image_size: tuple[i
             kept.append(t.numel())
             return t
 
-        hooks = [m.register_forward_hook(count_output) for m in net.modules() if not list(m.children())]
+        hooks = [m.register_forward_hook(count_output) for m in net.modules()
+                 if not list(m.children())]
         with torch.autograd.graph.saved_tensors_hooks(count_saved, lambda t: t):
             net(torch.empty(batch, in_channels, *image_size, device="meta", requires_grad=True))
         for hook in hooks:

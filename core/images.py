@@ -22,7 +22,8 @@ def image_shape(shape: tuple[int, ...]) -> tuple[int, int, int] | None:
 
 
 def random_shift_rotate(x: torch.Tensor, shape: tuple[int, int, int], max_shift: float = 0.1,
-                        max_degrees: float = 10.0, generator: torch.Generator | None = None) -> torch.Tensor:
+                        max_degrees: float = 10.0,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
     """Each row of x (n, H*W*C, channels-last order) shifted and rotated by its own random amount.
 
     Keras ImageDataGenerator(width_shift_range, height_shift_range, rotation_range): shifts

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 InputKind = Literal["vectors", "images"]
 
 # Shared bounds of method parameters (each Params field states its own; these are the common ones).
-# The widest layer any implemented paper uses is 2,048 (ResNet-50 features; DEC's MLP: 2,000): 100,000
-# leaves 50x room for wide inputs. Together with the depth cap it bounds a model's size; the
+# The widest layer any implemented paper uses is 2,048 (ResNet-50 features; DEC's MLP: 2,000):
+# 100,000 leaves 50x room for wide inputs. Together with the depth cap it bounds a model's size; the
 # memory check (Method.memory_bytes) then refuses what a worker cannot hold.
 MAX_LAYER_WIDTH = 100_000
 LayerWidth = Annotated[int, Field(ge=1, le=MAX_LAYER_WIDTH)]
@@ -59,9 +59,11 @@ class InputSpec:
         if n < self.min_n:
             return f"this method needs at least {self.min_n} samples, got {n}"
         if self.max_n is not None and n > self.max_n:
-            return f"this method holds an n x n matrix and accepts at most {self.max_n} samples, got {n}"
+            return (f"this method holds an n x n matrix and accepts at most {self.max_n} samples, "
+                    f"got {n}")
         if n_clusters is None:
-            return None if self.finds_n_clusters else "n_clusters is required: this method cannot find it"
+            return None if self.finds_n_clusters else (
+                "n_clusters is required: this method cannot find it")
         if not 2 <= n_clusters <= n:
             return f"n_clusters must be between 2 and the number of samples ({n}), got {n_clusters}"
         return None
@@ -88,8 +90,9 @@ class Context:
     `on_progress(record)` receives every progress record; `is_cancelled()` is polled at
     each report and, at most every CANCEL_POLL_S, by `check_cancelled()`, which the methods
     call inside their inner loops (per mini-batch, kNN chunk, k-means restart);
-    `monitor(labels)` lets the caller evaluate intermediate predictions against labels the method never sees (the worker passes one when the dataset has
-    labels). Records are also kept in `history`.
+    `monitor(labels)` lets the caller evaluate intermediate predictions against labels the
+    method never sees (the worker passes one when the dataset has labels). Records are also
+    kept in `history`.
     """
 
     seed: int = 0
@@ -157,12 +160,14 @@ class Method(ABC):
     Params: ClassVar[type[MethodParams]]
 
     @abstractmethod
-    def fit(self, X: np.ndarray, n_clusters: int | None, params: MethodParams, ctx: Context) -> ClusteringResult:
+    def fit(self, X: np.ndarray, n_clusters: int | None, params: MethodParams,
+            ctx: Context) -> ClusteringResult:
         """Cluster X (n, ...) into n_clusters groups. X is float32; labels never enter here.
         n_clusters is None only for methods whose `accepts.finds_n_clusters` is True."""
 
     @classmethod
-    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None, params: MethodParams) -> int | None:
+    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None,
+                     params: MethodParams) -> int | None:
         """A conservative peak of the bytes `fit` needs for data of `shape` (n first): parameters,
         optimiser state, a batch's activations, the data on the device and any n x k / n x n / kNN
         buffers. The API and the CLI refuse a job whose estimate exceeds the worker's budget
@@ -175,16 +180,19 @@ class Method(ABC):
     @classmethod
     def describe(cls, memory_budget_bytes: int | None = None) -> dict[str, Any]:
         accepts: dict[str, Any] = {"kinds": list(cls.accepts.kinds), "min_n": cls.accepts.min_n,
-                                   "max_n": cls.accepts.max_n, "finds_n_clusters": cls.accepts.finds_n_clusters}
+                                   "max_n": cls.accepts.max_n,
+                                   "finds_n_clusters": cls.accepts.finds_n_clusters}
         params = cls.Params()
         if memory_budget_bytes and cls.memory_bytes(cls._REFERENCE_SHAPE, 2, params) is not None:
             from core.resources import gib, largest_n
 
-            limit = largest_n(lambda n: cls.memory_bytes((n, *cls._REFERENCE_SHAPE[1:]), cls._REFERENCE_K, params),
+            limit = largest_n(lambda n: cls.memory_bytes((n, *cls._REFERENCE_SHAPE[1:]),
+                                                         cls._REFERENCE_K, params),
                               memory_budget_bytes)
             accepts["max_n"] = min(limit, cls.accepts.max_n or limit)
-            accepts["max_n_basis"] = (f"the memory estimate for 32x32 images, {cls._REFERENCE_K} clusters and "
-                                      f"default params within a memory budget of {gib(memory_budget_bytes)}")
+            accepts["max_n_basis"] = (f"the memory estimate for 32x32 images, {cls._REFERENCE_K} "
+                                      "clusters and default params within a memory budget of "
+                                      f"{gib(memory_budget_bytes)}")
         return {
             "name": cls.name,
             "summary": cls.summary,

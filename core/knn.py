@@ -30,7 +30,8 @@ def knn(points: torch.Tensor, k: int, queries: torch.Tensor | None = None,
     n = len(points)
     if not 1 <= k <= n - int(self_query):
         raise ValueError(f"k must be between 1 and {n - int(self_query)}, got {k}")
-    rows = chunk_rows or max(1, _CHUNK_FLOATS.get(points.device.type, _CHUNK_FLOATS["cpu"]) // max(n, 1))
+    rows = chunk_rows or max(
+        1, _CHUNK_FLOATS.get(points.device.type, _CHUNK_FLOATS["cpu"]) // max(n, 1))
     points_sq = points.pow(2).sum(1)
     # One buffer for every chunk: a fresh 16 MiB block per chunk fragments glibc's heap on the
     # CPU until it grows by a block per chunk (measured: 18 GB for 70,000 points).

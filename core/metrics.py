@@ -43,8 +43,10 @@ def evaluate(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
         "acc": matched / len(y_true),
         "nmi": float(normalized_mutual_info_score(y_true, y_pred, average_method=NMI_AVERAGE)),
         "ari": float(adjusted_rand_score(y_true, y_pred)),
-        "f1_macro": float(f1_score(y_true, mapped, average="macro", labels=labels, zero_division=0)),
-        "f1_micro": float(f1_score(y_true, mapped, average="micro", labels=labels, zero_division=0)),
+        "f1_macro": float(f1_score(y_true, mapped, average="macro", labels=labels,
+                                   zero_division=0)),
+        "f1_micro": float(f1_score(y_true, mapped, average="micro", labels=labels,
+                                   zero_division=0)),
     }
 
 

@@ -10,8 +10,9 @@ def library_versions() -> dict:
     import sklearn
     import torch
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-            "scikit-learn": sklearn.__version__, "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "scikit-learn": sklearn.__version__,
+            "cuda": torch.version.cuda if torch.cuda.is_available() else None,
             "torch_threads": torch.get_num_threads()}  # CPU timings depend on it
 
 

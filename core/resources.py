@@ -86,9 +86,9 @@ def largest_n(needed: Callable[[int], int], budget: int, upper: int = 10**8) -> 
 def size_problem(memory_bytes: Callable[[tuple[int, ...]], int | None], shape: tuple[int, ...],
                  budget: int, where: str, min_n: int = 1,
                  blame: Callable[[], str | None] | None = None) -> str | None:
-    """Why data of `shape` cannot fit `budget` bytes, naming the largest n that can; None if it fits.
-    `memory_bytes(shape)` is the method's estimate for its parameters and cluster count; `blame()`
-    names what makes the model large (called only when the job does not fit)."""
+    """Why data of `shape` cannot fit `budget` bytes, naming the largest n that can; None if it
+    fits. `memory_bytes(shape)` is the method's estimate for its parameters and cluster count;
+    `blame()` names what makes the model large (called only when the job does not fit)."""
     needed = memory_bytes(shape)
     if needed is None or needed <= budget:
         return None
@@ -97,7 +97,8 @@ def size_problem(memory_bytes: Callable[[tuple[int, ...]], int | None], shape: t
     if limit < min_n:
         smallest = memory_bytes((min_n, *shape[1:])) or 0
         return (f"this method needs about {gib(needed)} for {shape[0]} samples, and about "
-                f"{gib(smallest)} even for {min_n}: the model itself does not fit in {where} ({gib(budget)})"
+                f"{gib(smallest)} even for {min_n}: the model itself does not fit in {where} "
+                f"({gib(budget)})"
                 + (f"; {culprit}" if culprit else "; the input has too many features per sample"))
     return (f"this method needs about {gib(needed)} for {shape[0]} samples of this shape, "
             f"but {where} has {gib(budget)}: at most {limit} samples of this shape fit"

@@ -17,6 +17,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from core.engine import Batch, Batches, run_epochs
+from core.interface import Context
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -48,7 +51,8 @@ def auto_preset(height: int, width: int) -> Preset:
     channels 10/20/30 as in the YaleB net. The subspace hyperparameters are tuned on
     scikit-learn's 8x8 digits (the CI data): lambda2 = 10, alpha = 0.1, d = 3, ro = 1."""
     layers = max(1, min(3, int(math.log2(max(min(height, width), 8) / 4))))
-    return Preset((3,) * layers, (10, 20, 30)[:layers], lambda k: 10.0, lambda k: 0.1, 3, 1.0, lambda k: 200)
+    return Preset((3,) * layers, (10, 20, 30)[:layers], lambda k: 10.0, lambda k: 0.1, 3, 1.0,
+                  lambda k: 200)
 
 
 def _same_pad(size: int, kernel: int, stride: int = 2) -> tuple[int, int, int]:
@@ -68,9 +72,11 @@ class ConvAE(nn.Module):
         super().__init__()
         self.kernels = kernels
         widths = [in_channels, *channels]
-        self.enc = nn.ModuleList(nn.Conv2d(a, b, k, stride=2) for a, b, k in zip(widths[:-1], widths[1:], kernels))
-        self.dec = nn.ModuleList(nn.ConvTranspose2d(b, a, k, stride=2)
-                                 for a, b, k in reversed(list(zip(widths[:-1], widths[1:], kernels))))
+        self.enc = nn.ModuleList(nn.Conv2d(a, b, k, stride=2)
+                                 for a, b, k in zip(widths[:-1], widths[1:], kernels))
+        self.dec = nn.ModuleList(
+            nn.ConvTranspose2d(b, a, k, stride=2)
+            for a, b, k in reversed(list(zip(widths[:-1], widths[1:], kernels))))
         # Pan Ji's TF init: Xavier-uniform kernels, zero biases. PyTorch's default (uniform biases,
         # kaiming a=sqrt(5)) left ORL's 3-channel net dead or input-independent in 5 of 6 seeds.
         for layer in [*self.enc, *self.dec]:
@@ -118,36 +124,32 @@ class SelfExpression(nn.Module):
         return self.coefficients() @ z
 
 
-def j1_terms(x: torch.Tensor, x_hat: torch.Tensor, z: torch.Tensor, cz: torch.Tensor, c: torch.Tensor,
-             regulariser: str = "l2") -> dict[str, torch.Tensor]:
-    """L0 = 1/2 ||X - X_hat||^2, L1 = ||C||_F^2 (l2) or ||C||_1 (l1), L2 = 1/2 ||Z - CZ||^2 (Pan Ji's convention)."""
+def j1_terms(x: torch.Tensor, x_hat: torch.Tensor, z: torch.Tensor, cz: torch.Tensor,
+             c: torch.Tensor, regulariser: str = "l2") -> dict[str, torch.Tensor]:
+    """L0 = 1/2 ||X - X_hat||^2, L1 = ||C||_F^2 (l2) or ||C||_1 (l1), L2 = 1/2 ||Z - CZ||^2
+    (Pan Ji's convention)."""
     return {"L0": 0.5 * (x - x_hat).pow(2).sum(),
             "L1": c.pow(2).sum() if regulariser == "l2" else c.abs().sum(),
             "L2": 0.5 * (z - cz).pow(2).sum()}
 
 
-def pretrain_denoising(model: ConvAE, X: torch.Tensor, epochs: int, lr: float, noise: float, batch_size: int | None,
-                       generator: torch.Generator, report: Callable[[int, float], None],
-                       check: Callable[[], None] | None = None) -> None:
-    """Reconstruct clean X from X + N(0, noise^2) (the paper's corrupted-input pretraining), Adam.
-    `check` (a cancellation check) runs before every mini-batch."""
+def pretrain_denoising(model: ConvAE, X: torch.Tensor, epochs: int, lr: float, noise: float,
+                       batch_size: int | None, generator: torch.Generator, ctx: Context,
+                       report_every: int = 1) -> None:
+    """Reconstruct clean X from X + N(0, noise^2) (the paper's corrupted-input pretraining), Adam
+    on 1/2 ||X - X_hat||^2 summed over the batch; L0 is reported per sample."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    n = len(X)
-    size = batch_size or n
-    for epoch in range(1, epochs + 1):
-        order = torch.randperm(n, generator=generator).to(X.device) if size < n else None
-        total = 0.0
-        for start in range(0, n, size):
-            if check is not None:
-                check()
-            x = X if order is None else X[order[start:start + size]]
-            noisy = x + noise * torch.randn(x.shape, generator=generator).to(x.device)
-            loss = 0.5 * (model.decode(model.encode(noisy)) - x).pow(2).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
-        report(epoch, total / n)
+
+    def step(batch: Batch) -> dict[str, torch.Tensor]:
+        x = X[batch]
+        noisy = x + noise * torch.randn(x.shape, generator=generator).to(x.device)
+        loss = 0.5 * (model.decode(model.encode(noisy)) - x).pow(2).sum()
+        return {"L0": loss.detach() / len(x), "_L0_sum": loss}
+
+    size = batch_size if batch_size and batch_size < len(X) else None  # None: full batch
+    batches = Batches(len(X), size, generator=generator, device=X.device)
+    run_epochs(ctx, "pretrain", epochs, batches, step, {"_L0_sum": optimizer},
+               report_every=report_every)
 
 
 def reconstructs_nothing(model: ConvAE, X: torch.Tensor) -> bool:
@@ -159,7 +161,8 @@ def reconstructs_nothing(model: ConvAE, X: torch.Tensor) -> bool:
 
 
 def threshold_columns(C: np.ndarray, alpha: float) -> np.ndarray:
-    """thrC: in each column keep the largest-|c| entries until their |.| sum exceeds alpha * ||c||_1."""
+    """thrC: in each column keep the largest-|c| entries until their |.| sum exceeds
+    alpha * ||c||_1."""
     if alpha >= 1:
         return C
     magnitude = np.abs(C)
@@ -168,7 +171,8 @@ def threshold_columns(C: np.ndarray, alpha: float) -> np.ndarray:
     cumulative = np.cumsum(sorted_mag, axis=0)
     # Entry t (in sorted order) is kept while the sum before it has not exceeded the mass.
     before = cumulative - sorted_mag
-    keep_sorted = before <= alpha * cumulative[-1:]  # >= 1 entry per column; the crossing entry included
+    # >= 1 entry per column; the crossing entry included
+    keep_sorted = before <= alpha * cumulative[-1:]
     keep = np.zeros_like(keep_sorted)
     np.put_along_axis(keep, order, keep_sorted, axis=0)
     return np.where(keep, C, 0.0)

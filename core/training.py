@@ -1,8 +1,9 @@
-"""Small shared pieces of every training loop: seeding, input scaling, optimizers, batching."""
+"""Small shared pieces of every training phase: seeding, input scaling, optimizers, chunked
+passes (the loop itself is core/engine.py)."""
 from __future__ import annotations
 
 import random
-from typing import Callable, Iterator, Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -32,17 +33,11 @@ def as_vectors(X: np.ndarray, scaling: InputScaling) -> np.ndarray:
     return flat
 
 
-def make_optimizer(name: OptimizerName, params, lr: float, momentum: float = 0.9) -> torch.optim.Optimizer:
+def make_optimizer(name: OptimizerName, params, lr: float,
+                   momentum: float = 0.9) -> torch.optim.Optimizer:
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
     return torch.optim.SGD(params, lr=lr, momentum=momentum)
-
-
-def shuffled_batches(n: int, batch_size: int, generator: torch.Generator, device: str) -> Iterator[torch.Tensor]:
-    """Index batches of one shuffled epoch (the last one may be short)."""
-    order = torch.randperm(n, generator=generator).to(device)
-    for start in range(0, n, batch_size):
-        yield order[start:start + batch_size]
 
 
 @torch.no_grad()

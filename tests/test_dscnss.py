@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from core.interface import Context
 from core.methods.dscnss import DSCNSSMethod, DSCNSSParams, agreement, j2_terms, mine_triplets, resolve
 from core.subspace import PRESETS, ConvAE, SelfExpression, auto_preset, j1_terms, spectral_labels, threshold_columns
 
@@ -41,7 +42,8 @@ def test_conv_ae_starts_from_tf_xavier_init_and_the_degeneracy_check_tells_a_con
         assert torch.all(layer.bias == 0)
         assert layer.weight.abs().max() <= (6 / (fan_in + fan_out)) ** 0.5
     digits = torch.from_numpy(load_digits().images[:, None].astype(np.float32) / 16)
-    pretrain_denoising(model, digits, 50, 1e-3, 0.1, 100, torch.Generator().manual_seed(0), lambda e, loss: None)
+    pretrain_denoising(model, digits, 50, 1e-3, 0.1, 100, torch.Generator().manual_seed(0),
+                       Context(device="cpu"))
     assert not reconstructs_nothing(model, digits)
     with torch.no_grad():  # kill the decoder's input: the output is its bias, the same for every image
         model.dec[0].weight.zero_()

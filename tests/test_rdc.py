@@ -95,7 +95,8 @@ def test_acai_losses_follow_the_equations():
     torch.manual_seed(0)
     model, critic = MLPAutoencoder(6, (8,), 3).double(), critic_network(6, RDCParams(hidden_dims=(8,), embedding_dim=3)).double()
     x, alpha, gamma = torch.rand(4, 6, dtype=torch.float64), torch.rand(4, dtype=torch.float64), 0.3
-    ae_loss, critic_loss, _ = acai_losses(model, critic, x, alpha, gamma, acai_lambda=0.5)
+    terms = acai_losses(model, critic, x, alpha, gamma, acai_lambda=0.5)
+    ae_loss, critic_loss = terms["total"], terms["critic"]
     with torch.no_grad():
         z = model.encoder(x)
         x_hat = model.decoder(z)

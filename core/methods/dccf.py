@@ -21,15 +21,12 @@ from torch import nn
 
 from core.autoencoder import (
     AutoencoderParams,
+    MLPAutoencoder,
     autoencoder_memory_bytes,
     vectors_and_pretrained_autoencoder,
 )
-from core.clustering_head import (
-    ClusteringHead,
-    kl_clustering_loss,
-    kmeans_centers,
-    target_distribution,
-)
+from core.clustering_head import ClusteringHead, kl_clustering_loss
+from core.engine import Batch, Batches, run_epochs
 from core.interface import (
     MAX_LOSS_WEIGHT,
     ClusteringResult,
@@ -37,20 +34,30 @@ from core.interface import (
     LayerWidth,
     Method,
 )
-from core.methods.dec import self_training_bytes
 from core.registry import register
 from core.resources import FLOAT, with_slack
-from core.training import make_optimizer, map_in_chunks, shuffled_batches
+from core.self_training import (
+    TargetDistribution,
+    head_result,
+    initial_centroids,
+    self_training_bytes,
+)
+from core.training import make_optimizer
+from core.weights_cache import ShapesWeights
 
 
 class DCCFParams(AutoencoderParams):
-    hidden_dims: tuple[LayerWidth, ...] = Field((500, 500, 1000), min_length=1, max_length=8,
-                                         description="encoder widths d-500-500-1000-d' (Section 3.4: 1000, not 2000)")
-    embedding_dim: int | None = Field(None, ge=1, le=1024, description="d'; None: the number of clusters (Section 4.2)")
-    pretrain_epochs: int = Field(100, ge=0, le=5000, description="reconstruction pretraining epochs (Section 3.4)")
+    hidden_dims: ShapesWeights[tuple[LayerWidth, ...]] = Field(
+        (500, 500, 1000), min_length=1, max_length=8,
+        description="encoder widths d-500-500-1000-d' (Section 3.4: 1000, not 2000)")
+    embedding_dim: ShapesWeights[int | None] = Field(
+        None, ge=1, le=1024, description="d'; None: the number of clusters (Section 4.2)")
+    pretrain_epochs: ShapesWeights[int] = Field(
+        100, ge=0, le=5000, description="reconstruction pretraining epochs (Section 3.4)")
     epochs: int = Field(200, ge=1, le=5000, description="joint training epochs (Section 3.4)")
     lr: float = Field(1e-3, gt=0, le=10, description="joint learning rate rho (Section 3.4)")
-    optimizer: Literal["adam", "sgd"] = Field("adam", description="(rec.) adam; the paper writes plain SGD")
+    optimizer: Literal["adam", "sgd"] = Field("adam", description=(
+        "(rec.) adam; the paper writes plain SGD"))
     momentum: float = Field(0.0, ge=0, lt=1, description="momentum when optimizer is sgd")
     beta: float = Field(0.1, ge=0, le=MAX_LOSS_WEIGHT,
                         description="weight of the clustering objective L_c = l_cl + l_fl (Eq. 14)")
@@ -58,15 +65,20 @@ class DCCFParams(AutoencoderParams):
                                       description="lambda on ||J_f(x)||_F^2 (Section 3.4: 1e-7)")
     focal_gamma: float = Field(2.0, ge=0, le=100,
                                description="focal loss focusing parameter (Eq. 12)")
-    contractive: bool = Field(True, description="ablation switch: the contractive penalty (Table 5)")
+    contractive: bool = Field(True, description=(
+        "ablation switch: the contractive penalty (Table 5)"))
     focal: bool = Field(True, description="ablation switch: the focal loss (Table 5)")
-    focal_target: Literal["hard", "soft"] = Field("hard", description="(rec.) 'hard': p_t = s_i,argmax t_i; "
-                                                                     "'soft': -sum_j t_ij (1-s_ij)^gamma log s_ij")
-    jacobian: Literal["exact", "hutchinson"] = Field("exact", description="exact: the full Jacobian as batched products; "
-                                                                         "hutchinson: an unbiased random-projection estimate")
-    hutchinson_projections: int = Field(1, ge=1, le=64, description="projections for the Hutchinson estimate")
-    update_interval_epochs: int = Field(1, ge=1, le=1000, description="O: epochs between target updates (rec. 1)")
-    tol: float = Field(0.001, ge=0, le=1, description="delta: stop when at most this fraction of labels changes")
+    focal_target: Literal["hard", "soft"] = Field("hard", description=(
+        "(rec.) 'hard': p_t = s_i,argmax t_i; 'soft': -sum_j t_ij (1-s_ij)^gamma log s_ij"))
+    jacobian: Literal["exact", "hutchinson"] = Field("exact", description=(
+        "exact: the full Jacobian as batched products; hutchinson: an unbiased random-projection "
+        "estimate"))
+    hutchinson_projections: int = Field(1, ge=1, le=64, description=(
+        "projections for the Hutchinson estimate"))
+    update_interval_epochs: int = Field(1, ge=1, le=1000, description=(
+        "O: epochs between target updates (rec. 1)"))
+    tol: float = Field(0.001, ge=0, le=1, description=(
+        "delta: stop when at most this fraction of labels changes"))
     alpha: float = Field(1.0, gt=0, le=1000, description="Student-t degrees of freedom (Eq. 9)")
     n_init: int = Field(20, ge=1, le=100, description="k-means restarts for the initial centroids")
 
@@ -103,7 +115,8 @@ def contractive_penalty(encoder: nn.Sequential, x: torch.Tensor, mode: str = "ex
     return h, total / projections
 
 
-def focal_loss(s: torch.Tensor, t: torch.Tensor, gamma: float, target: str = "hard") -> torch.Tensor:
+def focal_loss(s: torch.Tensor, t: torch.Tensor, gamma: float,
+               target: str = "hard") -> torch.Tensor:
     """Focal loss with the target distribution T as pseudo-labels (Eq. 11-12), batch mean."""
     log_s = s.clamp_min(1e-12).log()
     if target == "hard":
@@ -116,16 +129,18 @@ def focal_loss(s: torch.Tensor, t: torch.Tensor, gamma: float, target: str = "ha
 @register
 class DCCFMethod(Method):
     name = "dccf"
-    summary = ("DCCF: IDEC-style joint training with a contractive penalty on the encoder's Jacobian "
-               "and a focal loss on the target distribution.")
-    reference = "Cai, Wang, Xu, Guo. Unsupervised deep clustering via contractive feature representation " \
-                "and focal loss. Pattern Recognition 123 (2022) 108386"
+    summary = ("DCCF: IDEC-style joint training with a contractive penalty on the encoder's "
+               "Jacobian and a focal loss on the target distribution.")
+    reference = ("Cai, Wang, Xu, Guo. Unsupervised deep clustering via contractive feature "
+                 "representation and focal loss. Pattern Recognition 123 (2022) 108386")
     Params = DCCFParams
 
     @classmethod
-    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None, params: DCCFParams) -> int:
-        """The autoencoder and DEC's clustering phase, plus the exact Jacobian's (B, d', width) products
-        for every layer (three kept per layer for backward); Hutchinson's double backward is below that."""
+    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None,
+                     params: DCCFParams) -> int:
+        """The autoencoder and DEC's clustering phase, plus the exact Jacobian's (B, d', width)
+        products for every layer (three kept per layer for backward); Hutchinson's double backward
+        is below that."""
         n, d = shape[0], math.prod(shape[1:])
         k = n_clusters or 1
         e = params.embedding_dim or k
@@ -136,66 +151,65 @@ class DCCFMethod(Method):
         return with_slack(autoencoder_memory_bytes(shape, params.hidden_dims, e, params.batch_size)
                           + self_training_bytes(n, e, k) + FLOAT * jacobian)
 
-    def fit(self, X: np.ndarray, n_clusters: int, params: DCCFParams, ctx: Context) -> ClusteringResult:
+    def fit(self, X: np.ndarray, n_clusters: int, params: DCCFParams,
+            ctx: Context) -> ClusteringResult:
         p = params
+        embedding_dim = p.embedding_dim or n_clusters
         # Algorithm 1, step 1: pretrain the autoencoder on reconstruction.
-        data, model = vectors_and_pretrained_autoencoder(X, p, ctx, embedding_dim=p.embedding_dim or n_clusters)
+        data, model = vectors_and_pretrained_autoencoder(X, p, ctx, embedding_dim=embedding_dim)
         # Step 2: k-means on the embedding initialises the centroids.
-        z = model.encode(data, ctx.check_cancelled).cpu().numpy()
-        centers, labels = kmeans_centers(z, n_clusters, ctx.seed, p.n_init, check=ctx.check_cancelled)
-        ctx.report("kmeans_init", 1, 1, labels=labels)
-        head = ClusteringHead(centers, p.alpha).to(ctx.device)
-        optimizer = make_optimizer(p.optimizer, [*model.parameters(), *head.parameters()], p.lr, p.momentum)
-        generator = torch.Generator().manual_seed(ctx.seed + 1)
-        previous = torch.as_tensor(labels, device=ctx.device)
-        changed, completed = 1.0, 0
-        # Step 3-4: joint training; T is refreshed on all data every O epochs, and fixed in between.
-        for epoch in range(p.epochs):
-            if epoch % p.update_interval_epochs == 0:
-                s_all = map_in_chunks(lambda x: head(model.encoder(x)), data,
-                                      check=ctx.check_cancelled)
-                target = target_distribution(s_all)  # Eq. 10, held fixed until the next update
-                current = s_all.argmax(dim=1)  # Eq. 18
-                changed = (current != previous).float().mean().item()
-                previous = current
-                if epoch > 0 and changed <= p.tol:
-                    ctx.report("train", epoch, p.epochs, labels=current.cpu().numpy(), delta_label=changed,
-                               stopped="labels stable")
-                    break
-            sums = dict.fromkeys(("reconstruction", "contractive", "kl", "focal", "total"), 0.0)
-            for idx in shuffled_batches(len(data), p.batch_size, generator, ctx.device):
-                ctx.check_cancelled()
-                x = data[idx]
-                if p.contractive and p.contractive_lambda > 0:
-                    z, jac = contractive_penalty(model.encoder, x, p.jacobian, p.hutchinson_projections)
-                    contractive = p.contractive_lambda * jac.mean()
-                else:
-                    z, contractive = model.encoder(x), torch.zeros((), device=ctx.device)
-                reconstruction = nn.functional.mse_loss(model.decoder(z), x)
-                s = head(z)
-                kl = kl_clustering_loss(target[idx], s)
-                focal = focal_loss(s, target[idx], p.focal_gamma, p.focal_target) if p.focal \
-                    else torch.zeros((), device=ctx.device)
-                loss = reconstruction + contractive + p.beta * (kl + focal)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                for key, value in (("reconstruction", reconstruction), ("contractive", contractive), ("kl", kl),
-                                   ("focal", focal), ("total", loss)):
-                    sums[key] += value.item() * len(idx)
-            losses = {k: v / len(data) for k, v in sums.items()}
-            # How much of L_crl the penalty is: near 0 means lambda leaves it inert (spec pitfall 2).
-            losses["penalty_share"] = losses["contractive"] / max(losses["contractive"] + losses["reconstruction"],
-                                                                  1e-30)
-            completed = epoch + 1
-            ctx.report("train", completed, p.epochs, losses=losses, labels=previous.cpu().numpy(),
-                       delta_label=changed)
+        head, labels = initial_centroids(model, data, n_clusters, p.alpha, p.n_init, ctx)
+        # Steps 3-4: joint training, T refreshed on all data every O epochs.
+        epochs_run, targets = joint_training(data, model, head, labels, p, ctx)
+        # Eq. 18: each sample's cluster is the argmax of S.
+        return head_result(model, head, data, {"epochs_run": epochs_run,
+                                               "final_delta_label": targets.changed,
+                                               "embedding_dim": int(embedding_dim)})
 
-        z = model.encode(data)
-        with torch.no_grad():
-            confidence, final = head(z).max(dim=1)  # Eq. 18
-        return ClusteringResult(labels=final.cpu().numpy().astype(np.int64),
-                                confidence=confidence.cpu().numpy().astype(np.float32),
-                                embedding=z.cpu().numpy(),
-                                diagnostics={"epochs_run": completed, "final_delta_label": changed,
-                                        "embedding_dim": int(p.embedding_dim or n_clusters)})
+
+def joint_training(data: torch.Tensor, model: MLPAutoencoder, head: ClusteringHead,
+                   labels: np.ndarray, p: DCCFParams,
+                   ctx: Context) -> tuple[int, TargetDistribution]:
+    """L = L_crl + beta (l_cl + l_fl) (Eq. 14) on shuffled mini-batches; the target T (Eq. 10)
+    is held fixed between updates; stops when at most `tol` of the labels change (Eq. 18)."""
+    optimizer = make_optimizer(p.optimizer, [*model.parameters(), *head.parameters()], p.lr,
+                               p.momentum)
+    generator = torch.Generator().manual_seed(ctx.seed + 1)
+    targets = TargetDistribution(lambda x: head(model.encoder(x)), data, labels, p.tol, ctx,
+                                 inclusive=True)
+
+    def before_epoch(done: int) -> bool:
+        if done % p.update_interval_epochs:
+            return False
+        targets.refresh()
+        if done > 0 and targets.stable():
+            ctx.report("train", done, p.epochs, labels=targets.labels.cpu().numpy(),
+                       delta_label=targets.changed, stopped="labels stable")
+            return True
+        return False
+
+    def step(batch: Batch) -> dict[str, torch.Tensor]:
+        x = data[batch]
+        if p.contractive and p.contractive_lambda > 0:
+            z, jac = contractive_penalty(model.encoder, x, p.jacobian, p.hutchinson_projections)
+            contractive = p.contractive_lambda * jac.mean()
+        else:
+            z, contractive = model.encoder(x), torch.zeros((), device=ctx.device)
+        reconstruction = nn.functional.mse_loss(model.decoder(z), x)
+        s, t = head(z), targets.target[batch]
+        kl = kl_clustering_loss(t, s)
+        focal = (focal_loss(s, t, p.focal_gamma, p.focal_target) if p.focal
+                 else torch.zeros((), device=ctx.device))
+        return {"reconstruction": reconstruction, "contractive": contractive, "kl": kl,
+                "focal": focal, "total": reconstruction + contractive + p.beta * (kl + focal)}
+
+    def describe(losses: dict[str, float]) -> dict:
+        # How much of L_crl the penalty is: near 0 means lambda leaves it inert (spec pitfall 2).
+        losses["penalty_share"] = losses["contractive"] / max(
+            losses["contractive"] + losses["reconstruction"], 1e-30)
+        return {"labels": targets.labels.cpu().numpy(), "delta_label": targets.changed}
+
+    batches = Batches(len(data), p.batch_size, generator=generator, device=ctx.device)
+    epochs_run = run_epochs(ctx, "train", p.epochs, batches, step, {"total": optimizer},
+                            before_epoch=before_epoch, describe=describe)
+    return epochs_run, targets

@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from core.autoencoder import (
@@ -12,32 +11,21 @@ from core.autoencoder import (
     autoencoder_memory_bytes,
     vectors_and_pretrained_autoencoder,
 )
-from core.clustering_head import kmeans_centers, kmeans_restarts, soft_assignment
+from core.clustering_head import (
+    confidence_bytes,
+    kmeans_centers,
+    kmeans_restarts,
+    student_t_confidence,
+)
 from core.interface import ClusteringResult, Context, Method, MethodParams
 from core.registry import register
 from core.resources import FLOAT, kmeans_bytes, with_slack
 from core.training import as_vectors, seed_everything
 
-# soft_assignment broadcasts (rows, k, d) differences: a chunk holds at most this many floats
-_CONFIDENCE_CHUNK_FLOATS = 2**22
-
-
-def _confidence(z: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """max_j q_ij under the Student-t kernel (the same soft assignment DEC uses)."""
-    rows = max(1, _CONFIDENCE_CHUNK_FLOATS // centers.size)
-    with torch.no_grad():
-        q = torch.cat([soft_assignment(torch.from_numpy(z[i:i + rows]), torch.from_numpy(centers))
-                       for i in range(0, len(z), rows)])
-    return q.max(dim=1).values.numpy().astype(np.float32)
-
-
-def confidence_bytes(n: int, d: int, k: int) -> int:
-    """_confidence: one chunk's differences and squares, and the (n, k) assignment."""
-    return FLOAT * (2 * min(_CONFIDENCE_CHUNK_FLOATS, n * k * d) + 2 * n * k)
-
 
 class KMeansParams(MethodParams):
-    n_init: int = Field(20, ge=1, le=100, description="k-means restarts; the best inertia wins (DEC/IDEC: 20)")
+    n_init: int = Field(20, ge=1, le=100, description=(
+        "k-means restarts; the best inertia wins (DEC/IDEC: 20)"))
     max_iter: int = Field(300, ge=1, le=10000, description="Lloyd iterations per restart")
 
 
@@ -49,19 +37,22 @@ class KMeansMethod(Method):
     Params = KMeansParams
 
     @classmethod
-    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None, params: KMeansParams) -> int:
+    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None,
+                     params: KMeansParams) -> int:
         """The data (and its float32 copy), sklearn's copies and the confidence chunks."""
         n, d, k = shape[0], math.prod(shape[1:]), n_clusters or 1
         return with_slack(2 * FLOAT * n * d + kmeans_bytes(n, d, k) + confidence_bytes(n, d, k))
 
-    def fit(self, X: np.ndarray, n_clusters: int, params: KMeansParams, ctx: Context) -> ClusteringResult:
+    def fit(self, X: np.ndarray, n_clusters: int, params: KMeansParams,
+            ctx: Context) -> ClusteringResult:
         seed_everything(ctx.seed)
         flat = as_vectors(X, "none")
         # one restart at a time, so a cancel is seen between restarts
         centers, labels, inertia = kmeans_restarts(flat, n_clusters, ctx.seed, params.n_init,
                                                    params.max_iter, check=ctx.check_cancelled)
         ctx.report("kmeans", 1, 1, losses={"inertia": inertia}, labels=labels)
-        return ClusteringResult(labels=labels, confidence=_confidence(flat, centers), embedding=flat)
+        return ClusteringResult(labels=labels, confidence=student_t_confidence(flat, centers),
+                                embedding=flat)
 
 
 class AEKMeansParams(AutoencoderParams):
@@ -71,19 +62,24 @@ class AEKMeansParams(AutoencoderParams):
 @register
 class AEKMeansMethod(Method):
     name = "ae_kmeans"
-    summary = "Pretrain the DEC autoencoder on reconstruction, then k-means on its embedding (DEC at iteration 0)."
+    summary = ("Pretrain the DEC autoencoder on reconstruction, then k-means on its embedding "
+               "(DEC at iteration 0).")
     reference = "Xie et al., ICML 2016 (DEC), baseline AE+k-means"
     Params = AEKMeansParams
 
     @classmethod
-    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None, params: AEKMeansParams) -> int:
+    def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None,
+                     params: AEKMeansParams) -> int:
         n, e, k = shape[0], params.embedding_dim, n_clusters or 1
         return with_slack(autoencoder_memory_bytes(shape, params.hidden_dims, e, params.batch_size)
                           + kmeans_bytes(n, e, k) + confidence_bytes(n, e, k))
 
-    def fit(self, X: np.ndarray, n_clusters: int, params: AEKMeansParams, ctx: Context) -> ClusteringResult:
+    def fit(self, X: np.ndarray, n_clusters: int, params: AEKMeansParams,
+            ctx: Context) -> ClusteringResult:
         data, model = vectors_and_pretrained_autoencoder(X, params, ctx)
         z = model.encode(data, ctx.check_cancelled).cpu().numpy()
-        centers, labels = kmeans_centers(z, n_clusters, ctx.seed, params.n_init, check=ctx.check_cancelled)
+        centers, labels = kmeans_centers(z, n_clusters, ctx.seed, params.n_init,
+                                         check=ctx.check_cancelled)
         ctx.report("kmeans", 1, 1, labels=labels)
-        return ClusteringResult(labels=labels, confidence=_confidence(z, centers), embedding=z)
+        return ClusteringResult(labels=labels, confidence=student_t_confidence(z, centers),
+                                embedding=z)
