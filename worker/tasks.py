@@ -100,9 +100,9 @@ def run_job(job_id: str) -> str:
     started = time.perf_counter()
     device = None
     try:
-        from core import Context, JobCancelled, get_method  # torch is imported in the child only
-        from core.provenance import library_versions, peak_memory_mb
-        from core.metrics import evaluate, result_metrics
+        from core import JobCancelled  # torch is imported in the child only
+        from core.jobs import job_spec, run_job
+        from core.metrics import evaluate
 
         if settings.torch_threads:
             import torch
@@ -112,11 +112,9 @@ def run_job(job_id: str) -> str:
         with session_scope() as session:
             job = session.get(Job, job_id)
             data = load_dataset_arrays(session, session.get(Dataset, job.dataset_id))
-            method, n_clusters, seed, raw_params = get_method(job.method), job.n_clusters, job.seed, job.params
-        params = method.Params.model_validate(raw_params)
+            spec = job_spec(job.method, job.params, job.n_clusters, job.seed)
         y_true = data.y
-        ctx = Context(
-            seed=seed,
+        ctx = spec.context(
             on_progress=beat.record,
             is_cancelled=beat.cancelled.is_set,
             monitor=(lambda labels: evaluate(y_true, labels)) if y_true is not None else None,
@@ -125,22 +123,22 @@ def run_job(job_id: str) -> str:
         beat.record({"phase": "starting", "step": 0, "total": 0})
         beat.beat()
         try:
-            result = method.fit(data.X, n_clusters, params, ctx)
+            outcome = run_job(spec, data.X, y_true, ctx)
         except JobCancelled as exc:
             beat.finish()
             with session_scope() as session:
                 end_job(session, job_id, "cancelled", str(exc), progress=beat.latest, device=device)
             return "cancelled"
-        metrics = result_metrics(result.labels, result.embedding, n_clusters, y_true, seed=seed)
-        metrics.update(result.diagnostics)
-        projection = _projection(result, seed, metrics, settings.projection)
+        result, metrics = outcome.result, outcome.metrics
+        projection = _projection(result, spec.seed, metrics, settings.projection)
         beat.finish()
         with session_scope() as session:
             finished = finish_job(
-                session, job_id, labels=result.labels, confidence=result.confidence, embedding=result.embedding,
-                metrics=metrics, history=ctx.history, progress=beat.latest, device=device,
-                versions=library_versions(), wall_s=round(time.perf_counter() - started, 3),
-                peak_mb=peak_memory_mb(device), projection=projection)
+                session, job_id, labels=result.labels, confidence=result.confidence,
+                embedding=result.embedding, metrics=metrics, history=ctx.history,
+                progress=beat.latest, device=device, versions=outcome.versions,
+                wall_s=round(time.perf_counter() - started, 3), peak_mb=outcome.peak_mb,
+                projection=projection)
         if not finished:  # cancelled while the result was being computed
             with session_scope() as session:
                 end_job(session, job_id, "cancelled", "cancelled", device=device)

@@ -7,20 +7,16 @@ import numpy as np
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import ValidationError
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import CallerDep, authenticate, check_active_jobs, check_storage
-from api.deps import (Limit, Offset, SessionDep, errors, job_or_404, memory_budget, unprocessable,
-                      visible)
+from api.deps import Limit, Offset, SessionDep, errors, job_or_404, memory_budget, visible
 from api.idempotency import Claim, IdempotencyKey, begin, fingerprint
 from api.schemas import ConfusionOut, JobCreate, JobOut, JobStatus, Page, ProjectionOut
-from core import method_names
 from core.io import assignment_csv_chunks
+from core.jobs import JobRejected, check_data, job_spec
 from core.metrics import hungarian_map
-from core.registry import get_method
-from core.resources import job_memory_problem
 from persistence import blobs
 from persistence.db import session_scope
 from persistence.models import FINAL_STATES, Dataset, Job, JobResult
@@ -47,30 +43,20 @@ def submit_job(body: JobCreate, response: Response, session: SessionDep, caller:
 
 
 def _submit(body: JobCreate, response: Response, session, caller, claim: Claim) -> JobOut:
-    if body.method not in method_names():
-        raise unprocessable(["body", "method"], f"unknown method {body.method!r}; known: {', '.join(method_names())}")
-    method = get_method(body.method)
     try:
-        params = method.Params.model_validate(body.params)
-    except ValidationError as exc:
-        raise HTTPException(422, [{"loc": ["body", "params", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                                  for e in exc.errors(include_url=False, include_context=False)]) from None
-    # Locked until the commit: a concurrent DELETE /datasets/{id} waits, then sees this job.
-    dataset = lock_dataset(session, body.dataset_id)
-    if dataset is None or not caller.may_see(dataset):  # another key's dataset reads as a missing one
-        raise HTTPException(404, f"dataset {body.dataset_id} not found")
-    problem = method.accepts.problem(tuple(dataset.shape), body.n_clusters)
-    if problem:
-        field = "n_clusters" if problem.startswith("n_clusters") else "dataset_id"
-        raise unprocessable(["body", field], f"{body.method}: {problem}")
-    budget, where = memory_budget()
-    problem = job_memory_problem(method, tuple(dataset.shape), body.n_clusters, params, budget, where)
-    if problem:  # the model, the data or both would not fit the worker
-        raise unprocessable(["body", "params" if "makes it large" in problem else "dataset_id"],
-                            f"{body.method}: {problem}")
+        spec = job_spec(body.method, body.params, body.n_clusters, body.seed)
+        # Locked until the commit: a concurrent DELETE /datasets/{id} waits, then sees this job.
+        dataset = lock_dataset(session, body.dataset_id)
+        if dataset is None or not caller.may_see(dataset):  # another key's reads as a missing one
+            raise HTTPException(404, f"dataset {body.dataset_id} not found")
+        check_data(spec, tuple(dataset.shape), memory_budget())
+    except JobRejected as exc:  # 422 in FastAPI's shape, at the body field the refusal names
+        field = "dataset_id" if exc.field == "data" else exc.field
+        detail = [{**e, "loc": ["body", field, *e["loc"]]} for e in exc.errors]
+        raise HTTPException(422, detail) from None
     check_active_jobs(session, caller)  # locks the key's row until the commit
     check_storage(session, caller, adding=dataset.n * 16)  # labels, confidence, a small embedding
-    job = create_job(session, dataset.id, body.method, body.n_clusters, params.model_dump(mode="json"),
+    job = create_job(session, dataset.id, body.method, body.n_clusters, spec.params.model_dump(mode="json"),
                      body.seed, owner_id=caller.key_id)
     out = JobOut.model_validate(job)
     claim.record(session, 202, jsonable_encoder(out), f"/jobs/{job.id}")
