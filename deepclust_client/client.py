@@ -264,6 +264,13 @@ class Client:
             allow_pickle=False,
         )
 
+    def artifact(self, job: str | dict, name: str) -> np.ndarray:
+        """One of the arrays the job's method returned besides its labels (the job's
+        `artifacts` lists them), e.g. DSCNSS's `head_labels`."""
+        response = self._request("GET", f"/jobs/{_id(job)}/artifacts/{name}",
+                                 params={"format": "npy"})
+        return np.load(io.BytesIO(response.content), allow_pickle=False)
+
     def history(self, job: str | dict) -> list[dict]:
         return self._json("GET", f"/jobs/{_id(job)}/history")
 

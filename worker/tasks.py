@@ -15,7 +15,7 @@ import time
 from celery.exceptions import SoftTimeLimitExceeded
 
 from persistence.db import session_scope
-from persistence.models import Dataset, Job
+from persistence.models import Dataset, Job, JobStatus
 from persistence.repository import (append_job_events, claim_job, end_job, finish_job, heartbeat,
                                     last_event_seq, load_dataset_arrays)
 from persistence.settings import get_settings
@@ -112,7 +112,8 @@ def run_job(job_id: str) -> str:
         with session_scope() as session:
             job = session.get(Job, job_id)
             data = load_dataset_arrays(session, session.get(Dataset, job.dataset_id))
-            spec = job_spec(job.method, job.params, job.n_clusters, job.seed)
+            asked = job.method, job.params, job.n_clusters, job.seed
+        spec = job_spec(*asked)
         y_true = data.y
         ctx = spec.context(
             on_progress=beat.record,
@@ -127,8 +128,9 @@ def run_job(job_id: str) -> str:
         except JobCancelled as exc:
             beat.finish()
             with session_scope() as session:
-                end_job(session, job_id, "cancelled", str(exc), progress=beat.latest, device=device)
-            return "cancelled"
+                end_job(session, job_id, JobStatus.CANCELLED, str(exc), progress=beat.latest,
+                        device=device)
+            return JobStatus.CANCELLED
         result, metrics = outcome.result, outcome.metrics
         projection = _projection(result, spec.seed, metrics, settings.projection)
         beat.finish()
@@ -138,21 +140,21 @@ def run_job(job_id: str) -> str:
                 embedding=result.embedding, metrics=metrics, history=ctx.history,
                 progress=beat.latest, device=device, versions=outcome.versions,
                 wall_s=round(time.perf_counter() - started, 3), peak_mb=outcome.peak_mb,
-                projection=projection)
+                projection=projection, artifacts=result.artifacts)
         if not finished:  # cancelled while the result was being computed
             with session_scope() as session:
-                end_job(session, job_id, "cancelled", "cancelled", device=device)
-            return "cancelled"
-        return "succeeded"
+                end_job(session, job_id, JobStatus.CANCELLED, "cancelled", device=device)
+            return JobStatus.CANCELLED
+        return JobStatus.SUCCEEDED
     except SoftTimeLimitExceeded:
         beat.finish()
         _fail(job_id, f"stopped at the time limit of {settings.job_soft_time_limit_s} s", device)
-        return "failed"
+        return JobStatus.FAILED
     except Exception as exc:
         log.exception("job %s failed", job_id)
         beat.finish()
         _fail(job_id, f"{type(exc).__name__}: {exc}", device)
-        return "failed"
+        return JobStatus.FAILED
     finally:
         beat.stopped.set()
 
@@ -177,4 +179,4 @@ def _projection(result, seed: int, metrics: dict, how: str):
 
 def _fail(job_id: str, error: str, device: str | None) -> None:
     with session_scope() as session:
-        end_job(session, job_id, "failed", error[:4000], device=device)
+        end_job(session, job_id, JobStatus.FAILED, error[:4000], device=device)
