@@ -612,7 +612,7 @@ def artifact_csv_chunks(name: str, values: np.ndarray, per_sample: bool, ids: np
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         for i in range(start, min(start + rows_per_chunk, len(table))):
-            sample_id = [] if not per_sample else [_safe_cell(str(ids[i])) if ids is not None else i]
+            sample_id = [_safe_cell(str(ids[i])) if ids is not None else i] if per_sample else []
             writer.writerow((i, *sample_id, *(str(v) for v in table[i])))  # numpy's shortest repr
         yield buffer.getvalue()
 

@@ -194,8 +194,10 @@ def test_cancel_after_the_first_progress_record(name, digits):
     assert latency < BOUND_S
 
 
-@pytest.mark.parametrize("name, case", LONG_PHASES,
-                         ids=[f"{name}-{case.after_phase or 'start'}" for name, case in LONG_PHASES])
+LONG_PHASE_IDS = [f"{name}-{case.after_phase or 'start'}" for name, case in LONG_PHASES]
+
+
+@pytest.mark.parametrize("name, case", LONG_PHASES, ids=LONG_PHASE_IDS)
 def test_cancel_inside_a_long_phase(name, case, digits):
     X = noisy_copies(digits, case.copies)
     assert cancel_latency(name, X, case.params, case.after_phase, case.delay) < BOUND_S

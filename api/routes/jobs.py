@@ -57,8 +57,8 @@ def _submit(body: JobCreate, response: Response, session, caller, claim: Claim) 
         raise HTTPException(422, detail) from None
     check_active_jobs(session, caller)  # locks the key's row until the commit
     check_storage(session, caller, adding=dataset.n * 16)  # labels, confidence, a small embedding
-    job = create_job(session, dataset.id, body.method, body.n_clusters, spec.params.model_dump(mode="json"),
-                     body.seed, owner_id=caller.key_id)
+    job = create_job(session, dataset.id, body.method, body.n_clusters,
+                     spec.params.model_dump(mode="json"), body.seed, owner_id=caller.key_id)
     out = JobOut.model_validate(job)
     claim.record(session, 202, jsonable_encoder(out), f"/jobs/{job.id}")
     session.commit()  # the worker must find the row: enqueue only after the commit
