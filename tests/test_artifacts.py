@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import npz_bytes, submit, wait_for
+from tests.test_method_contract import longest_list
 
 N = 300
 # DSCNSS in seconds on 300 digits; rounds=2 so its head is trained and labels every sample.
@@ -25,15 +26,6 @@ def dscnss_job(client, worker, digits):
     job = wait_for(client, submit(client, upload.json()["id"], "dscnss", params=FAST_DSCNSS)["id"])
     assert job["status"] == "succeeded", job["error"]
     return job
-
-
-def longest_list(value) -> int:
-    """The length of the longest list anywhere inside a JSON value."""
-    if isinstance(value, dict):
-        return max((longest_list(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return max([len(value), *(longest_list(v) for v in value)])
-    return 0
 
 
 def test_head_labels_are_listed_not_inlined_and_download_as_csv_and_npy(client, dscnss_job):

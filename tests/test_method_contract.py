@@ -13,6 +13,7 @@ DEEPCLUST_HEARTBEAT_S, so a job stops within that plus the latency measured here
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -110,6 +111,15 @@ def entry(name: str) -> Entry:
     return CONTRACT[name]
 
 
+def longest_list(value) -> int:
+    """The length of the longest list anywhere inside a JSON value."""
+    if isinstance(value, dict):
+        return max((longest_list(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return max([len(value), *(longest_list(v) for v in value)])
+    return 0
+
+
 def test_every_registered_method_has_an_entry():
     assert sorted(CONTRACT) == method_names()
 
@@ -130,7 +140,9 @@ def test_result_shapes_dtypes_ranges_progress_and_seed(name, digits):
     assert np.all((result.confidence >= 0) & (result.confidence <= 1))
     assert result.embedding.ndim == 2 and result.embedding.shape[0] == N
     assert result.embedding.dtype == np.float32 and np.all(np.isfinite(result.embedding))
-    assert all(np.asarray(v).ndim >= 1 for v in result.artifacts.values())
+    # diagnostics go into the job's JSON: small values only; arrays belong in the artifacts
+    assert longest_list(json.loads(json.dumps(result.diagnostics))) < N
+    assert all(isinstance(v, np.ndarray) and v.ndim >= 1 for v in result.artifacts.values())
     assert history and all({"phase", "step", "total"} <= set(r) for r in history)
     assert np.array_equal(result.labels, again.labels), "the same seed gave other labels"
 
