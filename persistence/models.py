@@ -10,7 +10,6 @@ from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, I
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
-
 class JobStatus(StrEnum):
     """A job's state, as the database and the API spell it. The transitions, each a
     compare-and-set, are in persistence.repository: queued -> running -> a final state."""

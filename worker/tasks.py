@@ -101,7 +101,8 @@ def run_job(job_id: str) -> str:
     device = None
     try:
         from core import JobCancelled  # torch is imported in the child only
-        from core.jobs import job_spec, run_job
+        from core.jobs import job_spec
+        from core.jobs import run_job as run_spec  # this task is run_job
         from core.metrics import evaluate
 
         if settings.torch_threads:
@@ -124,7 +125,7 @@ def run_job(job_id: str) -> str:
         beat.record({"phase": "starting", "step": 0, "total": 0})
         beat.beat()
         try:
-            outcome = run_job(spec, data.X, y_true, ctx)
+            outcome = run_spec(spec, data.X, y_true, ctx)
         except JobCancelled as exc:
             beat.finish()
             with session_scope() as session:
