@@ -6,7 +6,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
-from persistence.models import JobStatus
+from deepclust_client.status import JobStatus
 
 T = TypeVar("T")
 

@@ -26,8 +26,7 @@ from deepclust_client.errors import (
     ServerError,
     describe_detail,
 )
-
-FINAL_STATES = ("succeeded", "failed", "cancelled")
+from deepclust_client.status import FINAL_STATES, JobStatus
 
 
 def _id(thing: str | dict) -> str:
@@ -192,9 +191,9 @@ class Client:
         finally:
             if bar is not None:
                 bar.close()
-        if final["status"] == "cancelled":
+        if final["status"] == JobStatus.CANCELLED:
             raise JobCancelled(final)
-        if final["status"] == "failed":
+        if final["status"] == JobStatus.FAILED:
             raise JobFailed(final)
         return final
 

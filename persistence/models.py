@@ -3,26 +3,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from deepclust_client.status import JobStatus
 
-class JobStatus(StrEnum):
-    """A job's state, as the database and the API spell it. The transitions, each a
-    compare-and-set, are in persistence.repository: queued -> running -> a final state."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-FINAL_STATES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
-ACTIVE_STATES = (JobStatus.QUEUED, JobStatus.RUNNING)
 # Owns the rows made before API keys existed and every row made with DEEPCLUST_AUTH=none.
 BUILTIN_OWNER = "0" * 32
 

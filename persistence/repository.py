@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from core.io import Dataset as DatasetArrays
 from core.io import DatasetStream
 from persistence import blobs
-from persistence.models import (BUILTIN_OWNER, FINAL_STATES, Dataset, Job, JobEvent, JobResult,
-                               JobStatus, new_id, utcnow)
+from deepclust_client.status import FINAL_STATES, JobStatus
+from persistence.models import BUILTIN_OWNER, Dataset, Job, JobEvent, JobResult, new_id, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ import time
 from celery.exceptions import SoftTimeLimitExceeded
 
 from persistence.db import session_scope
-from persistence.models import Dataset, Job, JobStatus
+from deepclust_client.status import JobStatus
+from persistence.models import Dataset, Job
 from persistence.repository import (append_job_events, claim_job, end_job, finish_job, heartbeat,
                                     last_event_seq, load_dataset_arrays)
 from persistence.settings import get_settings

@@ -16,9 +16,10 @@ from api.idempotency import Claim, IdempotencyKey, begin, fingerprint
 from api.schemas import DatasetOut, Page, SamplesOut
 from api.uploads import UploadTooLarge, clean_filename, receive_upload, upload_folder
 from core.io import FORMATS, DataError, DataTooLarge, format_of, open_dataset
+from deepclust_client.status import ACTIVE_STATES
 from persistence import blobs
 from persistence.db import session_scope
-from persistence.models import ACTIVE_STATES, Dataset, Job
+from persistence.models import Dataset, Job
 from persistence.repository import create_dataset, dataset_folder, delete_dataset, page
 from persistence.settings import get_settings
 

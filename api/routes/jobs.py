@@ -17,9 +17,10 @@ from api.schemas import ConfusionOut, JobCreate, JobOut, Page, ProjectionOut
 from core.io import artifact_csv_chunks, assignment_csv_chunks
 from core.jobs import JobRejected, check_data, job_spec
 from core.metrics import hungarian_map
+from deepclust_client.status import FINAL_STATES, JobStatus
 from persistence import blobs
 from persistence.db import session_scope
-from persistence.models import FINAL_STATES, Dataset, Job, JobResult, JobStatus
+from persistence.models import Dataset, Job, JobResult
 from persistence.repository import (artifact_key, create_job, dataset_folder, end_job,
                                     job_events_after, job_folder, lock_dataset, page,
                                     request_cancel)
