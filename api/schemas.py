@@ -6,13 +6,14 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from deepclust_client.status import JobStatus
+
 T = TypeVar("T")
 
 
 def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; every stored time is UTC."""
     return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 class ErrorOut(BaseModel):
@@ -113,6 +114,14 @@ class JobCreate(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
 
+class ArtifactOut(BaseModel):
+    """One array a method returned besides its labels (e.g. DSCNSS's head_labels); download it
+    from GET /jobs/{id}/artifacts/{name}."""
+    name: str
+    dtype: str = Field(description="numpy dtype, e.g. int64 or float32")
+    shape: list[int]
+
+
 class JobOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -138,5 +147,12 @@ class JobOut(BaseModel):
     finished_at: datetime | None
     heartbeat_at: datetime | None
     owner_id: str = Field(description="id of the API key that submitted it")
+    artifacts: list[ArtifactOut] = Field(description="the method's other arrays (names, dtypes, "
+                                                     "shapes; empty until it has succeeded)")
 
     _utc = field_validator("created_at", "started_at", "finished_at", "heartbeat_at")(as_utc)
+
+    @field_validator("artifacts", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: list | None) -> list:
+        return value or []

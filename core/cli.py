@@ -14,11 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
-
-from pydantic import ValidationError
 
 from deepclust_client.cli import add_server_commands
 
@@ -60,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         record = run_file(args)
-    except (ValueError, KeyError) as exc:  # DataError, bad params, unknown method
+    except (ValueError, KeyError) as exc:  # DataError, JobRejected
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
         print(f"deepclust: error: {message}", file=sys.stderr)
         return 2
@@ -76,28 +73,20 @@ def main(argv: list[str] | None = None) -> int:
 def run_file(args: argparse.Namespace) -> dict:
     import torch
 
-    from core import Context, get_method
     from core.io import assignment_csv_chunks, read_dataset
-    from core.metrics import evaluate, result_metrics
-    from core.provenance import library_versions, peak_memory_mb
-    from core.resources import free_memory_bytes, job_memory_problem
+    from core.jobs import prepare_job, run_job
+    from core.metrics import evaluate
+    from core.resources import free_memory_bytes
 
     data = read_dataset(args.data, label_column=args.label_column, id_column=args.id_column)
-    method = get_method(args.method)
     try:
-        params = method.Params.model_validate(json.loads(args.params))
+        raw_params = json.loads(args.params)
     except json.JSONDecodeError as exc:
         raise ValueError(f"--params is not JSON: {exc}") from None
-    except ValidationError as exc:
-        raise ValueError(f"bad --params for {args.method}: {exc}") from None
-    problem = method.accepts.problem(data.X.shape, args.clusters)
-    if problem:
-        raise ValueError(f"{args.method}: {problem}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    problem = job_memory_problem(method, data.X.shape, args.clusters, params, free_memory_bytes(device),
-                                 f"this machine's free {'GPU ' if device.startswith('cuda') else ''}memory")
-    if problem:
-        raise ValueError(f"{args.method}: {problem}")
+    gpu = "GPU " if device.startswith("cuda") else ""
+    budget = free_memory_bytes(device), f"this machine's free {gpu}memory"
+    spec = prepare_job(args.method, raw_params, args.clusters, args.seed, data.X.shape, budget)
 
     bar = None
     if not args.quiet and sys.stderr.isatty():
@@ -113,16 +102,15 @@ def run_file(args: argparse.Namespace) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    monitor = (lambda labels: evaluate(data.y, labels)) if data.y is not None and args.history_out else None
-    ctx = Context(seed=args.seed, device=device, on_progress=show, cache_dir=args.cache_dir, monitor=monitor)
-    started = time.perf_counter()
+    scored = data.y is not None and args.history_out
+    monitor = (lambda labels: evaluate(data.y, labels)) if scored else None
+    ctx = spec.context(device=device, on_progress=show, cache_dir=args.cache_dir, monitor=monitor)
     try:
-        result = method.fit(data.X, args.clusters, params, ctx)
+        outcome = run_job(spec, data.X, data.y, ctx)
     finally:
         if bar is not None:
             bar.close()
-    wall_s = time.perf_counter() - started
-    metrics = result_metrics(result.labels, result.embedding, args.clusters, data.y, seed=args.seed)
+    result, metrics = outcome.result, outcome.metrics
     if args.out:
         with open(args.out, "w", newline="") as out:
             out.writelines(assignment_csv_chunks(result.labels, result.confidence, data.ids))
@@ -133,21 +121,22 @@ def run_file(args: argparse.Namespace) -> dict:
         import numpy as np
 
         np.save(args.embedding_out, result.embedding)
+    scores = {key: metrics.get(key)
+              for key in ("acc", "nmi", "ari", "f1_macro", "f1_micro", "silhouette")}
     return {
-        "method": args.method, "dataset": Path(args.data).stem, "seed": args.seed, "n": int(len(data.X)),
-        "n_clusters": args.clusters, "acc": metrics.get("acc"), "nmi": metrics.get("nmi"), "ari": metrics.get("ari"),
-        "f1_macro": metrics.get("f1_macro"), "f1_micro": metrics.get("f1_micro"), "silhouette": metrics.get("silhouette"),
-        "cluster_sizes": metrics["cluster_sizes"], "wall_s": round(wall_s, 3), "peak_mb": peak_memory_mb(ctx.device),
-        "device": ctx.device, "versions": library_versions(),
+        "method": args.method, "dataset": Path(args.data).stem, "seed": args.seed,
+        "n": int(len(data.X)), "n_clusters": args.clusters, **scores,
+        "cluster_sizes": metrics["cluster_sizes"], "wall_s": round(outcome.fit_s, 3),
+        "peak_mb": outcome.peak_mb, "device": outcome.device, "versions": outcome.versions,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "params": params.model_dump(mode="json"), "diagnostics": result.diagnostics,
+        "params": spec.params.model_dump(mode="json"), "diagnostics": result.diagnostics,
         # per-sample label artifacts (e.g. DSCNSS's head) scored like the labels, for the benchmarks
-        "artifact_metrics": {name: evaluate(data.y, values) for name, values in result.artifacts.items()
+        "artifact_metrics": {name: evaluate(data.y, values)
+                             for name, values in result.artifacts.items()
                              if data.y is not None and values.shape == result.labels.shape},
         # wall_s excludes pretraining when the autoencoder came from --cache-dir
         "reused_pretrained_weights": any("reused_weights" in r for r in ctx.history),
     }
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -597,6 +597,26 @@ def assignment_csv_chunks(
         yield buffer.getvalue()
 
 
+def artifact_csv_chunks(name: str, values: np.ndarray, per_sample: bool, ids: np.ndarray | None,
+                        rows_per_chunk: int = 10_000):
+    """A 1-D or 2-D artifact as CSV, in chunks of text: `index,<name>` (or `<name>_0`,
+    `<name>_1`, ... for columns), with `sample_id` after the index when it has a row per
+    sample (`ids`: the samples' ids; None: the index, as in the assignments CSV)."""
+    import csv
+    import io
+
+    table = values.reshape(len(values), -1)
+    columns = [name] if values.ndim == 1 else [f"{name}_{j}" for j in range(table.shape[1])]
+    yield ",".join(["index", *(["sample_id"] if per_sample else []), *columns]) + "\r\n"
+    for start in range(0, len(table), rows_per_chunk):
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        for i in range(start, min(start + rows_per_chunk, len(table))):
+            sample_id = [_safe_cell(str(ids[i])) if ids is not None else i] if per_sample else []
+            writer.writerow((i, *sample_id, *(str(v) for v in table[i])))  # numpy's shortest repr
+        yield buffer.getvalue()
+
+
 def _safe_cell(value: str) -> str:
     """Neutralise spreadsheet formulas in user-supplied ids (CSV injection)."""
     if value[:1] in ("=", "+", "-", "@", "\t", "\r"):

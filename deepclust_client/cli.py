@@ -19,6 +19,7 @@ from typing import Callable
 
 from deepclust_client.client import Client
 from deepclust_client.errors import DeepclustError, JobFailed
+from deepclust_client.status import JobStatus
 
 
 def add_server_commands(sub: argparse._SubParsersAction) -> None:
@@ -64,7 +65,7 @@ def add_server_commands(sub: argparse._SubParsersAction) -> None:
     submit.set_defaults(func=_command(submit_file))
 
     jobs = sub.add_parser("jobs", parents=[server], help="list a server's jobs, newest first")
-    jobs.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    jobs.add_argument("--status", choices=[status.value for status in JobStatus])
     jobs.add_argument("--limit", type=int, default=20)
     jobs.set_defaults(func=_command(list_jobs))
 
@@ -146,5 +147,5 @@ def list_jobs(client: Client, args: argparse.Namespace) -> None:
 
 def cancel_job(client: Client, args: argparse.Namespace) -> None:
     job = client.cancel(args.job)
-    state = "cancelled" if job["status"] == "cancelled" else "will stop at its next step"
+    state = "cancelled" if job["status"] == JobStatus.CANCELLED else "will stop at its next step"
     print(f"job {job['id']} {state}")

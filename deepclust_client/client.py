@@ -26,8 +26,7 @@ from deepclust_client.errors import (
     ServerError,
     describe_detail,
 )
-
-FINAL_STATES = ("succeeded", "failed", "cancelled")
+from deepclust_client.status import FINAL_STATES, JobStatus
 
 
 def _id(thing: str | dict) -> str:
@@ -192,9 +191,9 @@ class Client:
         finally:
             if bar is not None:
                 bar.close()
-        if final["status"] == "cancelled":
+        if final["status"] == JobStatus.CANCELLED:
             raise JobCancelled(final)
-        if final["status"] == "failed":
+        if final["status"] == JobStatus.FAILED:
             raise JobFailed(final)
         return final
 
@@ -263,6 +262,13 @@ class Client:
             io.BytesIO(self._request("GET", f"/jobs/{_id(job)}/embedding.npy").content),
             allow_pickle=False,
         )
+
+    def artifact(self, job: str | dict, name: str) -> np.ndarray:
+        """One of the arrays the job's method returned besides its labels (the job's
+        `artifacts` lists them), e.g. DSCNSS's `head_labels`."""
+        response = self._request("GET", f"/jobs/{_id(job)}/artifacts/{name}",
+                                 params={"format": "npy"})
+        return np.load(io.BytesIO(response.content), allow_pickle=False)
 
     def history(self, job: str | dict) -> list[dict]:
         return self._json("GET", f"/jobs/{_id(job)}/history")

@@ -18,8 +18,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from deepclust_client.status import ACTIVE_STATES
 from persistence.models import (
-    ACTIVE_STATES,
     BUILTIN_OWNER,
     ApiKey,
     Dataset,

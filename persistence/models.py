@@ -8,9 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-FINAL_STATES = ("succeeded", "failed", "cancelled")
-ACTIVE_STATES = ("queued", "running")
+from deepclust_client.status import JobStatus
+
 # Owns the rows made before API keys existed and every row made with DEEPCLUST_AUTH=none.
 BUILTIN_OWNER = "0" * 32
 
@@ -63,7 +62,7 @@ class Job(Base):
     n_clusters: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: the method finds it
     params: Mapped[dict[str, Any]] = mapped_column(JSON)  # validated, with every default filled in
     seed: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    status: Mapped[str] = mapped_column(String(16), index=True, default=JobStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -83,6 +82,9 @@ class Job(Base):
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     owner_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True, default=BUILTIN_OWNER)
     stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # its result arrays
+    # [{name, dtype, shape}] of the method's other arrays (ClusteringResult.artifacts), stored
+    # as blobs (persistence.repository.artifact_key); None before it succeeded
+    artifacts: Mapped[list[Any] | None] = mapped_column(JSON)
 
 
 class JobResult(Base):

@@ -8,6 +8,8 @@ can never both run a job, and a cancel can never be overwritten by a late succes
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -18,8 +20,15 @@ from sqlalchemy.orm import Session
 from core.io import Dataset as DatasetArrays
 from core.io import DatasetStream
 from persistence import blobs
-from persistence.models import (BUILTIN_OWNER, FINAL_STATES, Dataset, Job, JobEvent, JobResult, new_id,
-                               utcnow)
+from deepclust_client.status import FINAL_STATES, JobStatus
+from persistence.models import BUILTIN_OWNER, Dataset, Job, JobEvent, JobResult, new_id, utcnow
+
+log = logging.getLogger(__name__)
+
+# A method's artifacts are per-sample arrays of a few columns (DSCNSS: its head's labels). The
+# bound keeps a method's bug from filling the store; what passes it counts against the quota.
+MAX_ARTIFACT_BYTES = 256 << 20  # all of one job's artifacts together
+ARTIFACT_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")  # also a file name and a URL segment
 
 
 # ---- datasets ---------------------------------------------------------------------------------
@@ -29,6 +38,11 @@ def dataset_folder(dataset_id: str) -> str:
 
 def job_folder(job_id: str) -> str:
     return f"jobs/{job_id}"
+
+
+def artifact_key(job_id: str, name: str) -> str:
+    """Inside the job's folder: deleted with it (retention, dataset deletion)."""
+    return f"{job_folder(job_id)}/artifacts/{name}.npy"
 
 
 def create_dataset(session: Session, name: str, fmt: str, data: DatasetStream, size_bytes: int,
@@ -138,9 +152,10 @@ def page(session: Session, query, limit: int, offset: int) -> tuple[list, int]:
 def create_job(session: Session, dataset_id: str, method: str, n_clusters: int | None, params: dict,
                seed: int, owner_id: str = BUILTIN_OWNER) -> Job:
     now = utcnow()
-    job = Job(id=new_id(), dataset_id=dataset_id, method=method, n_clusters=n_clusters, params=params,
-              seed=seed, status="queued", attempts=0, cancel_requested=False, created_at=now,
-              enqueued_at=now, owner_id=owner_id, stored_bytes=0)
+    job = Job(id=new_id(), dataset_id=dataset_id, method=method, n_clusters=n_clusters,
+              params=params, seed=seed, status=JobStatus.QUEUED, attempts=0,
+              cancel_requested=False, created_at=now, enqueued_at=now, owner_id=owner_id,
+              stored_bytes=0)
     session.execute(update(Dataset).where(Dataset.id == dataset_id).values(last_used_at=now))  # retention
     session.add(job)
     session.flush()
@@ -153,10 +168,11 @@ def claim_job(session: Session, job_id: str, worker: str, stale_after_s: float, 
     claimed = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.attempts < max_attempts, Job.cancel_requested.is_(False),
-               or_(Job.status == "queued",
-                   (Job.status == "running") & (Job.heartbeat_at < now - timedelta(seconds=stale_after_s))))
-        .values(status="running", attempts=Job.attempts + 1, worker=worker, started_at=now, heartbeat_at=now,
-                error=None)
+               or_(Job.status == JobStatus.QUEUED,
+                   (Job.status == JobStatus.RUNNING)
+                   & (Job.heartbeat_at < now - timedelta(seconds=stale_after_s))))
+        .values(status=JobStatus.RUNNING, attempts=Job.attempts + 1, worker=worker,
+                started_at=now, heartbeat_at=now, error=None)
     ).rowcount
     return claimed == 1
 
@@ -168,20 +184,24 @@ def heartbeat(session: Session, job_id: str, progress: dict | None, device: str 
         values["progress"] = progress
     if device is not None:
         values["device"] = device
-    session.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(**values))
+    running = Job.id == job_id, Job.status == JobStatus.RUNNING
+    session.execute(update(Job).where(*running).values(**values))
     return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 
 def finish_job(session: Session, job_id: str, *, labels: np.ndarray, confidence: np.ndarray,
                embedding: np.ndarray, metrics: dict, history: list, progress: dict | None,
                device: str, versions: dict, wall_s: float, peak_mb: float,
-               projection: np.ndarray | None = None) -> bool:
+               projection: np.ndarray | None = None,
+               artifacts: dict[str, np.ndarray] | None = None) -> bool:
     """running -> succeeded with every result, in the caller's single transaction.
-    `projection`: the 2-D map's (m, 3) rows of index, x, y (core.projection)."""
+    `projection`: the 2-D map's (m, 3) rows of index, x, y (core.projection); `artifacts`:
+    the method's other arrays, those within the bound (storable_artifacts)."""
     done = session.execute(
-        update(Job).where(Job.id == job_id, Job.status == "running", Job.cancel_requested.is_(False))
-        .values(status="succeeded", metrics=metrics, progress=progress, device=device, versions=versions,
-                wall_s=wall_s, peak_mb=peak_mb, finished_at=utcnow())
+        update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING,
+                          Job.cancel_requested.is_(False))
+        .values(status=JobStatus.SUCCEEDED, metrics=metrics, progress=progress, device=device,
+                versions=versions, wall_s=wall_s, peak_mb=peak_mb, finished_at=utcnow())
     ).rowcount == 1
     if not done:
         return False
@@ -191,15 +211,47 @@ def finish_job(session: Session, job_id: str, *, labels: np.ndarray, confidence:
               + blobs.save_array(session, f"{folder}/embedding.npy", embedding.astype(np.float32)))
     if projection is not None:
         stored += blobs.save_array(session, f"{folder}/projection.npy", projection)
-    session.execute(update(Job).where(Job.id == job_id).values(stored_bytes=stored))
+    kept = storable_artifacts(artifacts or {})
+    for name, array in kept.items():
+        stored += blobs.save_array(session, artifact_key(job_id, name), array)
+    listing = [{"name": name, "dtype": str(array.dtype), "shape": list(array.shape)}
+               for name, array in kept.items()]
+    session.execute(update(Job).where(Job.id == job_id)
+                    .values(stored_bytes=stored, artifacts=listing))
     session.merge(JobResult(job_id=job_id, history=history, embedding_shape=list(embedding.shape)))
     return True
 
 
-def end_job(session: Session, job_id: str, status: str, error: str | None = None, *,
-            from_status: str = "running", **values: Any) -> bool:
+def storable_artifacts(artifacts: dict) -> dict[str, np.ndarray]:
+    """The artifacts a job stores: numeric arrays (at least 1-D) with a plain name, within
+    MAX_ARTIFACT_BYTES together. Each one left out is logged with the reason."""
+    kept: dict[str, np.ndarray] = {}
+    total = 0
+    for name, value in artifacts.items():
+        array = np.asarray(value)
+        if array.dtype == np.bool_:
+            array = array.astype(np.uint8)
+        if not isinstance(name, str) or not ARTIFACT_NAME.fullmatch(name):
+            problem = f"its name is not {ARTIFACT_NAME.pattern}"
+        elif array.dtype.kind not in "iuf":
+            problem = f"dtype {array.dtype} is not numeric"
+        elif array.ndim == 0:
+            problem = "a scalar belongs in the diagnostics"
+        elif total + array.nbytes > MAX_ARTIFACT_BYTES:
+            problem = (f"{array.nbytes} bytes would take the job's artifacts past "
+                       f"{MAX_ARTIFACT_BYTES} bytes")
+        else:
+            kept[name] = array
+            total += array.nbytes
+            continue
+        log.warning("artifact %.80r not stored: %s", name, problem)
+    return kept
+
+
+def end_job(session: Session, job_id: str, status: JobStatus, error: str | None = None, *,
+            from_status: JobStatus = JobStatus.RUNNING, **values: Any) -> bool:
     """running (or `from_status`) -> failed | cancelled."""
-    assert status in ("failed", "cancelled")
+    assert status in (JobStatus.FAILED, JobStatus.CANCELLED)
     return session.execute(
         update(Job).where(Job.id == job_id, Job.status == from_status)
         .values(status=status, error=error, finished_at=utcnow(), **values)
@@ -209,11 +261,11 @@ def end_job(session: Session, job_id: str, status: str, error: str | None = None
 def request_cancel(session: Session, job: Job) -> bool:
     """A queued job is cancelled at once; a running one is flagged and stops at its next step.
     False if the job had already finished."""
-    if session.execute(update(Job).where(Job.id == job.id, Job.status == "queued")
-                       .values(status="cancelled", cancel_requested=True, finished_at=utcnow(),
-                               error="cancelled before it started")).rowcount:
+    if session.execute(update(Job).where(Job.id == job.id, Job.status == JobStatus.QUEUED)
+                       .values(status=JobStatus.CANCELLED, cancel_requested=True,
+                               finished_at=utcnow(), error="cancelled before it started")).rowcount:
         return True
-    return session.execute(update(Job).where(Job.id == job.id, Job.status == "running")
+    return session.execute(update(Job).where(Job.id == job.id, Job.status == JobStatus.RUNNING)
                            .values(cancel_requested=True)).rowcount == 1
 
 
@@ -221,17 +273,18 @@ def reap_stale_jobs(session: Session, stale_after_s: float, max_attempts: int) -
     """Running jobs whose heartbeat stopped (worker killed, host lost): back to queued while
     attempts remain (the caller re-sends them), failed with the reason otherwise."""
     cutoff = utcnow() - timedelta(seconds=stale_after_s)
-    stale = Job.status == "running", Job.heartbeat_at < cutoff
+    stale = Job.status == JobStatus.RUNNING, Job.heartbeat_at < cutoff
     session.execute(update(Job).where(*stale, Job.cancel_requested.is_(True))
-                    .values(status="cancelled", finished_at=utcnow(), error="cancelled; its worker stopped"))
+                    .values(status=JobStatus.CANCELLED, finished_at=utcnow(),
+                            error="cancelled; its worker stopped"))
     session.execute(update(Job).where(*stale, Job.attempts >= max_attempts)
-                    .values(status="failed", finished_at=utcnow(),
+                    .values(status=JobStatus.FAILED, finished_at=utcnow(),
                             error=f"the worker stopped answering (no heartbeat for {stale_after_s:.0f} s) "
                                   f"on each of {max_attempts} attempts"))
     requeue = session.scalars(select(Job.id).where(*stale, Job.attempts < max_attempts)).all()
     if requeue:
         session.execute(update(Job).where(Job.id.in_(requeue), *stale)
-                        .values(status="queued", progress=None, enqueued_at=utcnow(),
+                        .values(status=JobStatus.QUEUED, progress=None, enqueued_at=utcnow(),
                                 error="its worker stopped answering; queued again"))
     return list(requeue)
 
@@ -240,7 +293,8 @@ def queued_longer_than(session: Session, seconds: float) -> list[str]:
     """Queued jobs whose message was last sent more than `seconds` ago."""
     cutoff = utcnow() - timedelta(seconds=seconds)
     return list(session.scalars(select(Job.id).where(
-        Job.status == "queued", or_(Job.enqueued_at.is_(None), Job.enqueued_at < cutoff))).all())
+        Job.status == JobStatus.QUEUED,
+        or_(Job.enqueued_at.is_(None), Job.enqueued_at < cutoff))).all())
 
 
 def mark_resent(session: Session, job_id: str, seconds: float) -> bool:
@@ -248,7 +302,7 @@ def mark_resent(session: Session, job_id: str, seconds: float) -> bool:
     `seconds` (another API process got there first) or is no longer queued."""
     now = utcnow()
     return session.execute(
-        update(Job).where(Job.id == job_id, Job.status == "queued",
+        update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED,
                           or_(Job.enqueued_at.is_(None), Job.enqueued_at < now - timedelta(seconds=seconds)))
         .values(enqueued_at=now)
     ).rowcount == 1

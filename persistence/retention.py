@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from persistence import blobs, idempotency
 from persistence.db import session_scope
-from persistence.models import FINAL_STATES, BlobPart, Dataset, Job, RateWindow, utcnow
+from deepclust_client.status import FINAL_STATES
+from persistence.models import BlobPart, Dataset, Job, RateWindow, utcnow
 from persistence.repository import dataset_folder, job_folder
 from persistence.settings import get_settings
 

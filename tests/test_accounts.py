@@ -599,6 +599,7 @@ def test_retention_sweep_removes_old_results_unused_data_and_orphans_but_never_a
             versions={},
             wall_s=0,
             peak_mb=0,
+            artifacts={"head_labels": np.zeros(30, dtype=np.int64)},  # swept with the job
         )
     with session_scope() as session:
         session.execute(update(Job).where(Job.id == done).values(finished_at=old, created_at=old))

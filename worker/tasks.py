@@ -15,6 +15,7 @@ import time
 from celery.exceptions import SoftTimeLimitExceeded
 
 from persistence.db import session_scope
+from deepclust_client.status import JobStatus
 from persistence.models import Dataset, Job
 from persistence.repository import (append_job_events, claim_job, end_job, finish_job, heartbeat,
                                     last_event_seq, load_dataset_arrays)
@@ -100,9 +101,10 @@ def run_job(job_id: str) -> str:
     started = time.perf_counter()
     device = None
     try:
-        from core import Context, JobCancelled, get_method  # torch is imported in the child only
-        from core.provenance import library_versions, peak_memory_mb
-        from core.metrics import evaluate, result_metrics
+        from core import JobCancelled  # torch is imported in the child only
+        from core.jobs import job_spec
+        from core.jobs import run_job as run_spec  # this task is run_job
+        from core.metrics import evaluate
 
         if settings.torch_threads:
             import torch
@@ -112,11 +114,10 @@ def run_job(job_id: str) -> str:
         with session_scope() as session:
             job = session.get(Job, job_id)
             data = load_dataset_arrays(session, session.get(Dataset, job.dataset_id))
-            method, n_clusters, seed, raw_params = get_method(job.method), job.n_clusters, job.seed, job.params
-        params = method.Params.model_validate(raw_params)
+            asked = job.method, job.params, job.n_clusters, job.seed
+        spec = job_spec(*asked)
         y_true = data.y
-        ctx = Context(
-            seed=seed,
+        ctx = spec.context(
             on_progress=beat.record,
             is_cancelled=beat.cancelled.is_set,
             monitor=(lambda labels: evaluate(y_true, labels)) if y_true is not None else None,
@@ -125,36 +126,37 @@ def run_job(job_id: str) -> str:
         beat.record({"phase": "starting", "step": 0, "total": 0})
         beat.beat()
         try:
-            result = method.fit(data.X, n_clusters, params, ctx)
+            outcome = run_spec(spec, data.X, y_true, ctx)
         except JobCancelled as exc:
             beat.finish()
             with session_scope() as session:
-                end_job(session, job_id, "cancelled", str(exc), progress=beat.latest, device=device)
-            return "cancelled"
-        metrics = result_metrics(result.labels, result.embedding, n_clusters, y_true, seed=seed)
-        metrics.update(result.diagnostics)
-        projection = _projection(result, seed, metrics, settings.projection)
+                end_job(session, job_id, JobStatus.CANCELLED, str(exc), progress=beat.latest,
+                        device=device)
+            return JobStatus.CANCELLED
+        result, metrics = outcome.result, outcome.metrics
+        projection = _projection(result, spec.seed, metrics, settings.projection)
         beat.finish()
         with session_scope() as session:
             finished = finish_job(
-                session, job_id, labels=result.labels, confidence=result.confidence, embedding=result.embedding,
-                metrics=metrics, history=ctx.history, progress=beat.latest, device=device,
-                versions=library_versions(), wall_s=round(time.perf_counter() - started, 3),
-                peak_mb=peak_memory_mb(device), projection=projection)
+                session, job_id, labels=result.labels, confidence=result.confidence,
+                embedding=result.embedding, metrics=metrics, history=ctx.history,
+                progress=beat.latest, device=device, versions=outcome.versions,
+                wall_s=round(time.perf_counter() - started, 3), peak_mb=outcome.peak_mb,
+                projection=projection, artifacts=result.artifacts)
         if not finished:  # cancelled while the result was being computed
             with session_scope() as session:
-                end_job(session, job_id, "cancelled", "cancelled", device=device)
-            return "cancelled"
-        return "succeeded"
+                end_job(session, job_id, JobStatus.CANCELLED, "cancelled", device=device)
+            return JobStatus.CANCELLED
+        return JobStatus.SUCCEEDED
     except SoftTimeLimitExceeded:
         beat.finish()
         _fail(job_id, f"stopped at the time limit of {settings.job_soft_time_limit_s} s", device)
-        return "failed"
+        return JobStatus.FAILED
     except Exception as exc:
         log.exception("job %s failed", job_id)
         beat.finish()
         _fail(job_id, f"{type(exc).__name__}: {exc}", device)
-        return "failed"
+        return JobStatus.FAILED
     finally:
         beat.stopped.set()
 
@@ -179,4 +181,4 @@ def _projection(result, seed: int, metrics: dict, how: str):
 
 def _fail(job_id: str, error: str, device: str | None) -> None:
     with session_scope() as session:
-        end_job(session, job_id, "failed", error[:4000], device=device)
+        end_job(session, job_id, JobStatus.FAILED, error[:4000], device=device)

@@ -16,6 +16,7 @@ from api.idempotency import Claim, IdempotencyKey, begin, fingerprint
 from api.schemas import DatasetOut, Page, SamplesOut
 from api.uploads import UploadTooLarge, clean_filename, receive_upload, upload_folder
 from core.io import FORMATS, DataError, DataTooLarge, format_of, open_dataset
+from deepclust_client.status import ACTIVE_STATES
 from persistence import blobs
 from persistence.db import session_scope
 from persistence.models import Dataset, Job
@@ -166,7 +167,7 @@ def remove_dataset(dataset_id: str, session: SessionDep, caller: CallerDep) -> N
     # Locked until the commit: a concurrent POST /jobs on it waits, then finds it gone.
     row = dataset_or_404(session, dataset_id, caller, lock=True)
     active = session.scalar(select(Job.id).where(Job.dataset_id == dataset_id,
-                                                  Job.status.in_(("queued", "running"))).limit(1))
+                                                  Job.status.in_(ACTIVE_STATES)).limit(1))
     if active:
         raise HTTPException(409, f"job {active} on this dataset is still queued or running; cancel it first")
     delete_dataset(session, row)

@@ -1,31 +1,29 @@
 import asyncio
 import json
 import time
-from typing import Annotated, AsyncIterator
+from typing import Annotated, AsyncIterator, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import ValidationError
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import CallerDep, authenticate, check_active_jobs, check_storage
-from api.deps import (Limit, Offset, SessionDep, errors, job_or_404, memory_budget, unprocessable,
-                      visible)
+from api.deps import Limit, Offset, SessionDep, errors, job_or_404, memory_budget, visible
 from api.idempotency import Claim, IdempotencyKey, begin, fingerprint
-from api.schemas import ConfusionOut, JobCreate, JobOut, JobStatus, Page, ProjectionOut
-from core import method_names
-from core.io import assignment_csv_chunks
+from api.schemas import ConfusionOut, JobCreate, JobOut, Page, ProjectionOut
+from core.io import artifact_csv_chunks, assignment_csv_chunks
+from core.jobs import JobRejected, check_data, job_spec
 from core.metrics import hungarian_map
-from core.registry import get_method
-from core.resources import job_memory_problem
+from deepclust_client.status import FINAL_STATES, JobStatus
 from persistence import blobs
 from persistence.db import session_scope
-from persistence.models import FINAL_STATES, Dataset, Job, JobResult
-from persistence.repository import (create_job, dataset_folder, end_job, job_events_after,
-                                    job_folder, lock_dataset, page, request_cancel)
+from persistence.models import Dataset, Job, JobResult
+from persistence.repository import (artifact_key, create_job, dataset_folder, end_job,
+                                    job_events_after, job_folder, lock_dataset, page,
+                                    request_cancel)
 from persistence.settings import get_settings
 from worker.celery_app import enqueue
 
@@ -47,38 +45,29 @@ def submit_job(body: JobCreate, response: Response, session: SessionDep, caller:
 
 
 def _submit(body: JobCreate, response: Response, session, caller, claim: Claim) -> JobOut:
-    if body.method not in method_names():
-        raise unprocessable(["body", "method"], f"unknown method {body.method!r}; known: {', '.join(method_names())}")
-    method = get_method(body.method)
     try:
-        params = method.Params.model_validate(body.params)
-    except ValidationError as exc:
-        raise HTTPException(422, [{"loc": ["body", "params", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                                  for e in exc.errors(include_url=False, include_context=False)]) from None
-    # Locked until the commit: a concurrent DELETE /datasets/{id} waits, then sees this job.
-    dataset = lock_dataset(session, body.dataset_id)
-    if dataset is None or not caller.may_see(dataset):  # another key's dataset reads as a missing one
-        raise HTTPException(404, f"dataset {body.dataset_id} not found")
-    problem = method.accepts.problem(tuple(dataset.shape), body.n_clusters)
-    if problem:
-        field = "n_clusters" if problem.startswith("n_clusters") else "dataset_id"
-        raise unprocessable(["body", field], f"{body.method}: {problem}")
-    budget, where = memory_budget()
-    problem = job_memory_problem(method, tuple(dataset.shape), body.n_clusters, params, budget, where)
-    if problem:  # the model, the data or both would not fit the worker
-        raise unprocessable(["body", "params" if "makes it large" in problem else "dataset_id"],
-                            f"{body.method}: {problem}")
+        spec = job_spec(body.method, body.params, body.n_clusters, body.seed)
+        # Locked until the commit: a concurrent DELETE /datasets/{id} waits, then sees this job.
+        dataset = lock_dataset(session, body.dataset_id)
+        if dataset is None or not caller.may_see(dataset):  # another key's reads as a missing one
+            raise HTTPException(404, f"dataset {body.dataset_id} not found")
+        check_data(spec, tuple(dataset.shape), memory_budget())
+    except JobRejected as exc:  # 422 in FastAPI's shape, at the body field the refusal names
+        field = "dataset_id" if exc.field == "data" else exc.field
+        detail = [{**e, "loc": ["body", field, *e["loc"]]} for e in exc.errors]
+        raise HTTPException(422, detail) from None
     check_active_jobs(session, caller)  # locks the key's row until the commit
     check_storage(session, caller, adding=dataset.n * 16)  # labels, confidence, a small embedding
-    job = create_job(session, dataset.id, body.method, body.n_clusters, params.model_dump(mode="json"),
-                     body.seed, owner_id=caller.key_id)
+    job = create_job(session, dataset.id, body.method, body.n_clusters,
+                     spec.params.model_dump(mode="json"), body.seed, owner_id=caller.key_id)
     out = JobOut.model_validate(job)
     claim.record(session, 202, jsonable_encoder(out), f"/jobs/{job.id}")
     session.commit()  # the worker must find the row: enqueue only after the commit
     try:
         enqueue(job.id)
     except Exception as exc:
-        end_job(session, job.id, "failed", f"could not reach the job queue: {exc}", from_status="queued")
+        end_job(session, job.id, JobStatus.FAILED, f"could not reach the job queue: {exc}",
+                from_status=JobStatus.QUEUED)
         session.commit()
         raise HTTPException(503, f"the job queue is unavailable ({type(exc).__name__}); job {job.id} was not run")
     response.headers["Location"] = f"/jobs/{job.id}"
@@ -116,7 +105,7 @@ def cancel_job(job_id: str, session: SessionDep, caller: CallerDep):
 
 def _succeeded(session, job_id: str, caller) -> Job:
     job = job_or_404(session, job_id, caller)
-    if job.status != "succeeded":
+    if job.status != JobStatus.SUCCEEDED:
         detail = f"job {job_id} is {job.status}; results exist only once it has succeeded"
         raise HTTPException(409, detail)
     return job
@@ -143,6 +132,39 @@ def embedding_npy(job_id: str, session: SessionDep, caller: CallerDep) -> Respon
     _succeeded(session, job_id, caller)
     return Response(blobs.read_bytes(session, f"{job_folder(job_id)}/embedding.npy"), media_type="application/octet-stream",
                     headers={"Content-Disposition": f'attachment; filename="{job_id}-embedding.npy"'})
+
+
+ARTIFACT_RESPONSES = {200: {"content": {"text/csv": {}, "application/octet-stream": {}}},
+                      **errors(404, 409, 422)}
+
+
+@router.get("/{job_id}/artifacts/{name}", response_class=Response, responses=ARTIFACT_RESPONSES)
+def artifact(job_id: str, name: str, session: SessionDep, caller: CallerDep,
+             format: Annotated[Literal["csv", "npy"], Query(description="csv: a row per entry, "
+                                                            "with the sample id when it has one "
+                                                            "per sample; npy: the array")] = "csv"):
+    """One of the arrays the job's method returned besides its labels (listed in the job's
+    `artifacts`). CSV takes 1-D and 2-D arrays; any array downloads as .npy."""
+    job = _succeeded(session, job_id, caller)
+    listed = {entry["name"]: entry for entry in job.artifacts or []}
+    if name not in listed:
+        raise HTTPException(404, f"job {job_id} has no artifact named {name[:64]!r}; "
+                                 f"it has: {', '.join(listed) or 'none'}")
+    filename = f"{job_id}-{name}.{format}"
+    disposition = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if format == "npy":
+        return Response(blobs.read_bytes(session, artifact_key(job_id, name)),
+                        media_type="application/octet-stream", headers=disposition)
+    if len(listed[name]["shape"]) > 2:
+        raise HTTPException(409, f"artifact {name} has shape {listed[name]['shape']}: CSV takes "
+                                 "1-D and 2-D arrays; ask for ?format=npy")
+    values = blobs.load_array(session, artifact_key(job_id, name))
+    dataset = session.get(Dataset, job.dataset_id)
+    per_sample = len(values) == dataset.n
+    ids = (blobs.load_array(session, f"{dataset_folder(dataset.id)}/ids.npy")
+           if per_sample and dataset.has_ids else None)
+    return StreamingResponse(artifact_csv_chunks(name, values, per_sample, ids),
+                             media_type="text/csv", headers=disposition)
 
 
 @router.get("/{job_id}/history", responses=errors(404, 409))
