@@ -1,7 +1,6 @@
 """R-DC through the service: the geometry log, the growing core, and above k-means on digits."""
 import pytest
 
-
 # The paper's ACAI schedule (200 epochs, Adam 1e-4) on a narrower MLP, no 8x8 augmentation, and
 # alpha_core = 0.8 (the paper tunes alpha per dataset, Table 2: 0.3-0.8). Chosen with bench/digits.py
 # (README, R-DC): ACC 0.83-0.84 on two threads for seeds 0-5, 0.797-0.84 on one, k-means 0.79-0.80.
