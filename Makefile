@@ -1,4 +1,5 @@
-# deepclust: `make run` starts the whole service on the embedded default; `make test` runs the tests.
+# deepclust: `make run` starts the whole service on the embedded default; `make test` runs the
+# tests; `make lint` runs ruff.
 # The virtual environment is cached outside the checkout, keyed by requirements.txt's hash,
 # so a fresh clone (or a CI run) reuses it instead of reinstalling torch.
 PYTHON ?= python3
@@ -7,7 +8,7 @@ VENV ?= $(HOME)/.cache/deepclust/venv-$(REQ_HASH)
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install run test services bench-baselines peer-env clean
+.PHONY: install run test lint services bench-baselines peer-env clean
 
 install: $(VENV)/.complete
 	@$(PY) -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
@@ -27,6 +28,9 @@ services:
 
 test: install services
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install  # ruff's settings are in pyproject.toml
+	$(PY) -m ruff check .
 
 bench-baselines: install
 	$(PY) bench/baselines.py

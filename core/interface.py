@@ -36,7 +36,7 @@ class JobCancelled(Exception):
 
 class MethodParams(BaseModel):
     """Base of every method's parameter model: unknown keys and non-finite numbers are refused,
-    and every numeric field is bounded (tests/test_params.py walks every method's schema)."""
+    and every numeric field is bounded (tests/core/test_params.py walks every method's schema)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 

@@ -168,7 +168,7 @@ def test_a_queued_job_whose_message_was_lost_is_sent_again(client, worker, digit
     from persistence.db import session_scope
     from persistence.models import Job, utcnow
     from persistence.repository import create_job
-    from tests.conftest import wait_for
+    from tests.service.helpers import wait_for
     from worker import celery_app
 
     monkeypatch.setattr(celery_app.settings, "requeue_queued_after_s", 2.0)

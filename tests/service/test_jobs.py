@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from tests.conftest import submit, wait_for
+from tests.service.helpers import submit, wait_for
 
 FAST_IDEC = {"pretrain_epochs": 50, "update_interval": 30}  # digits is small: fewer epochs than MNIST's
 

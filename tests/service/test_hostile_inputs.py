@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import DATA_DIR, ROOT, npz_bytes
+from tests.conftest import ROOT, npz_bytes
+from tests.service.environment import DATA_DIR
 
 UPLOAD_MEMORY_BOUND = 256 << 20  # the API's peak RSS above idle during any one upload
 
@@ -559,7 +560,7 @@ class ApiProcess:
     """`uvicorn api.main:app` with this run's settings (its database schema, its blob store)."""
 
     def __init__(self, log: Path, cwd: Path = ROOT, **env):
-        from tests.test_embedded import free_port
+        from tests.service.test_embedded import free_port
 
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import npz_bytes
-from tests.test_client import server  # noqa: F401  (the uvicorn fixture, reused)
+from tests.service.test_client import server  # noqa: F401  (the uvicorn fixture, reused)
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import npz_bytes, submit, wait_for
+from tests.conftest import npz_bytes
+from tests.service.helpers import submit, wait_for
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT
+from tests.service.helpers import wait_for
 
 MB = 2**20
 

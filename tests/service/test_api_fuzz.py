@@ -3,7 +3,7 @@ a bounded number of examples per operation (about a minute on two cores). It mus
 server error, no response outside the schema and no undocumented status code.
 
 No worker runs here: the few jobs the fuzzer could create stay queued. The longer run for
-release checks (stateful phase, more examples) is tests/fuzz_long.py.
+release checks (stateful phase, more examples) is tests/service/fuzz_long.py.
 """
 import secrets
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import npz_bytes, submit, wait_for
-from tests.test_method_contract import longest_list
+from tests.conftest import npz_bytes
+from tests.core.test_method_contract import longest_list
+from tests.service.helpers import submit, wait_for
 
 N = 300
 # DSCNSS in seconds on 300 digits; rounds=2 so its head is trained and labels every sample.

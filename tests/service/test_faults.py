@@ -7,7 +7,7 @@ emptied with jobs queued, and a throwaway PostgreSQL cluster restarted mid-job. 
 so a queued job whose message was lost is sent again within 3 + 1 s of its last send (with
 the defaults: within 135 s). Each check asserts every job finished, and ran once where no
 worker died: attempts == 1 (the claim's compare-and-set counts every run). A worker killed
-mid-job is tests/test_jobs.py::test_job_survives_its_worker_being_killed.
+mid-job is tests/service/test_jobs.py::test_job_survives_its_worker_being_killed.
 """
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, RUN_ID
-from tests.test_embedded import free_port
+from tests.conftest import ROOT
+from tests.service.environment import RUN_ID
+from tests.service.test_embedded import free_port
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server on PATH")
 
