@@ -1,4 +1,5 @@
 """Shared route dependencies and error helpers."""
+
 from __future__ import annotations
 
 import re
@@ -41,8 +42,10 @@ ERROR_RESPONSES: dict[int, dict[str, Any]] = {
     409: {"model": ErrorOut, "description": "the resource is in a state that refuses this"},
     413: {"model": ErrorOut, "description": "upload larger than DEEPCLUST_MAX_UPLOAD_BYTES"},
     422: {"model": ValidationErrorOut, "description": "invalid input; `detail` lists each problem"},
-    429: {"model": ErrorOut, "description": "the key's request rate or active-job limit; see "
-                                           "Retry-After"},
+    429: {
+        "model": ErrorOut,
+        "description": "the key's request rate or active-job limit; see Retry-After",
+    },
     503: {"model": ErrorOut, "description": "the database or the job queue is unreachable"},
 }
 
@@ -57,12 +60,15 @@ def unprocessable(loc: list, msg: str, kind: str = "value_error") -> HTTPExcepti
     return HTTPException(422, [{"loc": loc, "msg": msg, "type": kind}])
 
 
-def dataset_or_404(session: Session, dataset_id: str, caller: Caller, *,
-                   lock: bool = False) -> Dataset:
+def dataset_or_404(
+    session: Session, dataset_id: str, caller: Caller, *, lock: bool = False
+) -> Dataset:
     """The dataset, or a 404; another key's dataset is answered exactly as a missing one.
     `lock`: held until the commit (persistence.repository.lock_dataset)."""
     row = None
-    if ID_PATTERN.fullmatch(dataset_id):  # a malformed id names nothing (and PostgreSQL refuses NUL)
+    if ID_PATTERN.fullmatch(
+        dataset_id
+    ):  # a malformed id names nothing (and PostgreSQL refuses NUL)
         row = lock_dataset(session, dataset_id) if lock else session.get(Dataset, dataset_id)
     if row is None or not caller.may_see(row):
         raise HTTPException(404, f"dataset {dataset_id} not found")
@@ -91,4 +97,6 @@ def memory_budget() -> tuple[int, str]:
     from core.resources import free_memory_bytes
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return free_memory_bytes(device), f"this machine's free {'GPU ' if device == 'cuda' else ''}memory"
+    return free_memory_bytes(
+        device
+    ), f"this machine's free {'GPU ' if device == 'cuda' else ''}memory"

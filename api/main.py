@@ -1,4 +1,5 @@
 """The FastAPI application."""
+
 from __future__ import annotations
 
 import asyncio
@@ -62,8 +63,10 @@ async def lifespan(_app: FastAPI):
         log.warning("removed %d upload folders left by a stopped API: %s", len(swept), swept[:10])
     await run_in_threadpool(_bootstrap_admin)
     settings = get_settings()
-    background = [asyncio.create_task(_requeue_lost_jobs_forever(settings.reap_every_s)),
-                  asyncio.create_task(_sweep_forever(settings.sweep_every_s))]
+    background = [
+        asyncio.create_task(_requeue_lost_jobs_forever(settings.reap_every_s)),
+        asyncio.create_task(_sweep_forever(settings.sweep_every_s)),
+    ]
     yield
     for task in background:
         task.cancel()
@@ -84,10 +87,11 @@ def _bootstrap_admin() -> None:
 app = FastAPI(
     title="deepclust",
     version="0.1.0",
-    summary="Deep clustering as a service: upload data, run DEC/IDEC/DCCF/R-DC/DSCNSS/IcicleGCN, download clusters.",
+    summary="Deep clustering as a service: upload data, run DEC/IDEC/DCCF/R-DC/DSCNSS/IcicleGCN, "
+    "download clusters.",
     description="The web page: [/](/) (upload data, run a method, watch it, see the 2-D map "
-                "and compare jobs). Send `Authorization: Bearer <key>` when the server runs "
-                "with API keys (`auth` in GET /health).",
+    "and compare jobs). Send `Authorization: Bearer <key>` when the server runs "
+    "with API keys (`auth` in GET /health).",
     lifespan=lifespan,
 )
 WEB = Path(__file__).parent / "web"
@@ -105,11 +109,13 @@ async def http_error(request: Request, exc: StarletteHTTPException):
     """One shape per status: a 422's detail is always a list of {loc, msg, type}, and a 405
     names every method of the path (Starlette names only the first route's)."""
     if exc.status_code == 422 and isinstance(exc.detail, str):
-        exc = StarletteHTTPException(422, [{"loc": ["body"], "msg": exc.detail, "type": "value_error"}],
-                                     exc.headers)
+        exc = StarletteHTTPException(
+            422, [{"loc": ["body"], "msg": exc.detail, "type": "value_error"}], exc.headers
+        )
     elif exc.status_code == 405:
-        exc = StarletteHTTPException(405, exc.detail, {**(exc.headers or {}),
-                                                       "Allow": ", ".join(allowed_methods(request))})
+        exc = StarletteHTTPException(
+            405, exc.detail, {**(exc.headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        )
     return await http_exception_handler(request, exc)
 
 
@@ -137,12 +143,23 @@ def health() -> dict:
     """Liveness: the process answers. It touches nothing else; GET /ready checks the services.
     `auth`: `keys` when every data route needs `Authorization: Bearer <key>`, else `none`."""
     settings = get_settings()
-    return {"status": "ok", "database": get_engine().dialect.name, "embedded": settings.embedded,
-            "blob_store": settings.blobs, "auth": settings.auth_mode}
+    return {
+        "status": "ok",
+        "database": get_engine().dialect.name,
+        "embedded": settings.embedded,
+        "blob_store": settings.blobs,
+        "auth": settings.auth_mode,
+    }
 
 
-@app.get("/ready", tags=["service"], response_model=ReadyOut,
-         responses={503: {"model": ReadyOut, "description": "the database or the job queue is unreachable"}})
+@app.get(
+    "/ready",
+    tags=["service"],
+    response_model=ReadyOut,
+    responses={
+        503: {"model": ReadyOut, "description": "the database or the job queue is unreachable"}
+    },
+)
 def ready():
     """Readiness: the database and the job queue both answer (503 naming the one that does not)."""
     from worker.celery_app import broker_problem

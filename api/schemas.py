@@ -1,4 +1,5 @@
 """Request and response bodies."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -13,7 +14,9 @@ T = TypeVar("T")
 
 def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; every stored time is UTC."""
-    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+    return (
+        value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+    )
 
 
 class ErrorOut(BaseModel):
@@ -28,6 +31,7 @@ class ValidationErrorItem(BaseModel):
 
 class ValidationErrorOut(BaseModel):
     """Every 422: FastAPI's own shape, also for the checks the routes make themselves."""
+
     detail: list[ValidationErrorItem]
 
 
@@ -52,8 +56,10 @@ class DatasetOut(BaseModel):
     format: str
     n: int
     shape: list[int]
-    dtype: str = Field(validation_alias=AliasChoices("source_dtype", "dtype"),
-                       description="dtype of the upload; the array is stored as float32")
+    dtype: str = Field(
+        validation_alias=AliasChoices("source_dtype", "dtype"),
+        description="dtype of the upload; the array is stored as float32",
+    )
     kind: Literal["vectors", "images"]
     has_labels: bool
     n_classes: int | None
@@ -76,6 +82,7 @@ class SamplesOut(BaseModel):
 
 class ProjectionOut(BaseModel):
     """The 2-D map of a job's embedding (core.projection): one entry per plotted sample."""
+
     method: Literal["umap", "pca"]
     total: int = Field(description="samples in the dataset; at most 20,000 are plotted")
     index: list[int]
@@ -89,8 +96,9 @@ class ConfusionOut(BaseModel):
     clusters: list[int] = Field(description="the rows: predicted clusters")
     classes: list[Any] = Field(description="the columns: the dataset's labels")
     matrix: list[list[int]] = Field(description="samples of cluster i with label j")
-    mapping: dict[str, Any] = Field(description="each cluster's label under the Hungarian "
-                                                "matching that ACC uses")
+    mapping: dict[str, Any] = Field(
+        description="each cluster's label under the Hungarian matching that ACC uses"
+    )
 
 
 def _method_enum(schema: dict) -> None:
@@ -105,18 +113,26 @@ class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset_id: str = Field(pattern=r"^[0-9a-f]{32}$")
-    method: str = Field(max_length=64, description="a name from GET /methods",
-                        json_schema_extra=_method_enum)
-    n_clusters: int | None = Field(None, ge=2, le=100_000, description="required unless the method finds it "
-                                   "(GET /methods: accepts.finds_n_clusters)")
-    params: dict[str, Any] = Field(default_factory=dict, description="the method's parameters; omitted ones take "
-                                                                      "the paper's defaults")
+    method: str = Field(
+        max_length=64, description="a name from GET /methods", json_schema_extra=_method_enum
+    )
+    n_clusters: int | None = Field(
+        None,
+        ge=2,
+        le=100_000,
+        description="required unless the method finds it (GET /methods: accepts.finds_n_clusters)",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the method's parameters; omitted ones take the paper's defaults",
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
 
 class ArtifactOut(BaseModel):
     """One array a method returned besides its labels (e.g. DSCNSS's head_labels); download it
     from GET /jobs/{id}/artifacts/{name}."""
+
     name: str
     dtype: str = Field(description="numpy dtype, e.g. int64 or float32")
     shape: list[int]
@@ -134,7 +150,9 @@ class JobOut(BaseModel):
     status: JobStatus
     attempts: int
     cancel_requested: bool
-    progress: dict[str, Any] | None = Field(description="latest phase, step/total, losses and live metrics")
+    progress: dict[str, Any] | None = Field(
+        description="latest phase, step/total, losses and live metrics"
+    )
     metrics: dict[str, Any] | None
     error: str | None
     worker: str | None
@@ -147,8 +165,10 @@ class JobOut(BaseModel):
     finished_at: datetime | None
     heartbeat_at: datetime | None
     owner_id: str = Field(description="id of the API key that submitted it")
-    artifacts: list[ArtifactOut] = Field(description="the method's other arrays (names, dtypes, "
-                                                     "shapes; empty until it has succeeded)")
+    artifacts: list[ArtifactOut] = Field(
+        description="the method's other arrays (names, dtypes, "
+        "shapes; empty until it has succeeded)"
+    )
 
     _utc = field_validator("created_at", "started_at", "finished_at", "heartbeat_at")(as_utc)
 

@@ -4,6 +4,7 @@ Migrates the database, starts a Celery worker process (the same task code as in
 production) and serves the API at http://127.0.0.1:$PORT (default 8000). With no
 settings this is the embedded default: SQLite, blobs and a filesystem queue under ./var.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,13 +19,31 @@ from persistence.settings import get_settings
 
 
 def worker_command(settings) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", "prefork", "-c", "1",
-            "--max-tasks-per-child=1", "-Q", settings.queue, "--loglevel", "INFO", "--without-gossip",
-            "--without-mingle", "--without-heartbeat"]
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "-P",
+        "prefork",
+        "-c",
+        "1",
+        "--max-tasks-per-child=1",
+        "-Q",
+        settings.queue,
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
 
 
 def _die_with_parent() -> None:
-    """In the worker child: have the kernel send SIGTERM if the server process dies (even by SIGKILL)."""
+    """In the worker child: have the kernel send SIGTERM if the server process dies (even by
+    SIGKILL)."""
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -58,9 +77,11 @@ def auth_mode(settings, host: str) -> str:
         return "keys"
     if host in LOOPBACK:
         return "none"
-    raise SystemExit(f"deepclust: refusing to serve {host} without API keys by default: set "
-                     "DEEPCLUST_AUTH=keys (and create a key: `deepclust keys create NAME --admin`)"
-                     ", or DEEPCLUST_AUTH=none to serve it open on purpose")
+    raise SystemExit(
+        f"deepclust: refusing to serve {host} without API keys by default: set "
+        "DEEPCLUST_AUTH=keys (and create a key: `deepclust keys create NAME --admin`)"
+        ", or DEEPCLUST_AUTH=none to serve it open on purpose"
+    )
 
 
 def main() -> None:
@@ -73,12 +94,19 @@ def main() -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade_database()
     # Its own process group, so stop_worker can kill the pool's children too.
-    worker = subprocess.Popen(worker_command(settings), preexec_fn=_die_with_parent, start_new_session=True)
-    access = ("no API keys (DEEPCLUST_AUTH=none): anyone who can reach it may use it"
-              if mode == "none" else
-              "API keys required (Authorization: Bearer dck_...; `deepclust keys create NAME`)")
-    print(f"deepclust: database {settings.db_url}, queue {settings.broker}, "
-          f"API http://{host}:{port}, {access}", flush=True)
+    worker = subprocess.Popen(
+        worker_command(settings), preexec_fn=_die_with_parent, start_new_session=True
+    )
+    access = (
+        "no API keys (DEEPCLUST_AUTH=none): anyone who can reach it may use it"
+        if mode == "none"
+        else "API keys required (Authorization: Bearer dck_...; `deepclust keys create NAME`)"
+    )
+    print(
+        f"deepclust: database {settings.db_url}, queue {settings.broker}, "
+        f"API http://{host}:{port}, {access}",
+        flush=True,
+    )
     # uvicorn restores these handlers after its graceful shutdown and re-raises the signal into
     # them; with the default handler that would end the process before the worker is stopped.
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -8,6 +8,7 @@ Each run appends one JSON line to bench/results/baselines.jsonl; `python bench/r
 turns the files into the README's tables. ae_kmeans, dec and idec of one seed share the
 same pretrained autoencoder (bench/cache), as in the papers' protocol.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,10 +21,21 @@ PRESETS = {
     "usps": {
         "pretrain": {"pretrain_epochs": 50, "pretrain_optimizer": "adam", "pretrain_lr": 0.001},
         "dec": {"update_interval": 30, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9},
-        "idec": {"update_interval": 30, "optimizer": "sgd", "lr": 0.1, "momentum": 0.99, "gamma": 0.1},
+        "idec": {
+            "update_interval": 30,
+            "optimizer": "sgd",
+            "lr": 0.1,
+            "momentum": 0.99,
+            "gamma": 0.1,
+        },
     },
     "mnist": {
-        "pretrain": {"pretrain_epochs": 300, "pretrain_optimizer": "sgd", "pretrain_lr": 1.0, "pretrain_momentum": 0.9},
+        "pretrain": {
+            "pretrain_epochs": 300,
+            "pretrain_optimizer": "sgd",
+            "pretrain_lr": 1.0,
+            "pretrain_momentum": 0.9,
+        },
         "dec": {"update_interval": 140, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9},
         "idec": {"update_interval": 140, "optimizer": "adam", "lr": 0.001, "gamma": 0.1},
     },
@@ -43,21 +55,49 @@ def params_for(method: str, dataset: str, pretrain_epochs: int | None) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--datasets", nargs="+", default=["usps", "mnist"], choices=sorted(PRESETS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--pretrain-epochs", type=int, help="override the preset (shorter runs on a CPU)")
+    parser.add_argument(
+        "--pretrain-epochs", type=int, help="override the preset (shorter runs on a CPU)"
+    )
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--results", default=str(RESULTS / "baselines.jsonl"))
     args = parser.parse_args()
     for dataset in args.datasets:
         for seed in args.seeds:
             for method in args.methods:
-                record = run_cli(data_path(dataset), method, 10, params_for(method, dataset, args.pretrain_epochs),
-                                 seed, args.results, args.device)
-                print(json.dumps({k: record[k] for k in ("method", "dataset", "seed", "acc", "nmi", "ari",
-                                                          "wall_s", "peak_mb", "device")}), flush=True)
+                record = run_cli(
+                    data_path(dataset),
+                    method,
+                    10,
+                    params_for(method, dataset, args.pretrain_epochs),
+                    seed,
+                    args.results,
+                    args.device,
+                )
+                print(
+                    json.dumps(
+                        {
+                            k: record[k]
+                            for k in (
+                                "method",
+                                "dataset",
+                                "seed",
+                                "acc",
+                                "nmi",
+                                "ari",
+                                "wall_s",
+                                "peak_mb",
+                                "device",
+                            )
+                        }
+                    ),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

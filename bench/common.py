@@ -1,4 +1,5 @@
 """Shared by the benchmark scripts: where the data is, and running `deepclust run`."""
+
 from __future__ import annotations
 
 import json
@@ -9,24 +10,53 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-CACHE = ROOT / "bench" / "cache"  # pretrained autoencoder weights shared between methods of one seed
+CACHE = (
+    ROOT / "bench" / "cache"
+)  # pretrained autoencoder weights shared between methods of one seed
 
 
 def data_path(name: str) -> Path:
     folder = Path(os.environ.get("DEEPCLUST_DATA", ROOT.parent / "shared" / "data"))
     path = folder / f"{name}.npz"
     if not path.exists():
-        sys.exit(f"{path} not found: set DEEPCLUST_DATA to the folder with the benchmark .npz files")
+        sys.exit(
+            f"{path} not found: set DEEPCLUST_DATA to the folder with the benchmark .npz files"
+        )
     return path
 
 
-def run_cli(data: Path, method: str, k: int, params: dict, seed: int, results: Path,
-            device: str | None = None, extra: list[str] | None = None) -> dict:
+def run_cli(
+    data: Path,
+    method: str,
+    k: int,
+    params: dict,
+    seed: int,
+    results: Path,
+    device: str | None = None,
+    extra: list[str] | None = None,
+) -> dict:
     """One `deepclust run`; its JSON line is appended to `results` by the CLI itself.
     `extra`: more CLI arguments (e.g. --embedding-out)."""
-    command = [sys.executable, "-m", "core.cli", "run", str(data), "--method", method, "--clusters", str(k),
-               "--params", json.dumps(params), "--seed", str(seed), "--results", str(results),
-               "--cache-dir", str(CACHE), "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "core.cli",
+        "run",
+        str(data),
+        "--method",
+        method,
+        "--clusters",
+        str(k),
+        "--params",
+        json.dumps(params),
+        "--seed",
+        str(seed),
+        "--results",
+        str(results),
+        "--cache-dir",
+        str(CACHE),
+        "--quiet",
+    ]
     if device:
         command += ["--device", device]
     command += extra or []

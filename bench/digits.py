@@ -13,6 +13,7 @@ Every run appends its CLI line to bench/results/digits.jsonl. `--threads` fixes 
 threads (results depend on it: other float reductions); `--history-dir` keeps each run's history
 with the ACC of every intermediate labelling (e.g. R-DC's refreshes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,17 +38,28 @@ def digits_npz():
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--method", required=True)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--params", type=json.loads, default={}, help="base params as JSON")
-    parser.add_argument("--variant", action="append", default=[], type=json.loads,
-                        help="params as JSON that update the base (repeatable)")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        type=json.loads,
+        help="params as JSON that update the base (repeatable)",
+    )
     parser.add_argument("--skip-base", action="store_true")
     parser.add_argument("--no-kmeans", action="store_true", help="skip the k-means reference run")
     parser.add_argument("--device")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, the core count)")
-    parser.add_argument("--history-dir", type=Path, help="write each run's history here as JSON lines")
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: torch's, the core count)"
+    )
+    parser.add_argument(
+        "--history-dir", type=Path, help="write each run's history here as JSON lines"
+    )
     parser.add_argument("--results", default=str(RESULTS / "digits.jsonl"))
     args = parser.parse_args()
 
@@ -60,11 +72,26 @@ def main() -> None:
             if args.history_dir:
                 args.history_dir.mkdir(parents=True, exist_ok=True)
                 tag = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
-                extra += ["--history-out", str(args.history_dir / f"{method}-seed{seed}-threads{args.threads}-{tag}.jsonl")]
+                extra += [
+                    "--history-out",
+                    str(
+                        args.history_dir / f"{method}-seed{seed}-threads{args.threads}-{tag}.jsonl"
+                    ),
+                ]
             record = run_cli(data, method, 10, params, seed, args.results, args.device, extra)
-            print(json.dumps({"method": method, "seed": seed, "acc": round(record["acc"], 3),
-                              "nmi": round(record["nmi"], 3), "wall_s": record["wall_s"], "params": params}),
-                  flush=True)
+            print(
+                json.dumps(
+                    {
+                        "method": method,
+                        "seed": seed,
+                        "acc": round(record["acc"], 3),
+                        "nmi": round(record["nmi"], 3),
+                        "wall_s": record["wall_s"],
+                        "params": params,
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -4,11 +4,13 @@ DEC-keras USPS preset in bench/baselines.py). ClustPy keeps its own clustering p
 (epoch-based, Adam 1e-4, 150 epochs), which is how users would run it.
 
     make peer-env      # installs clustpy 0.0.3 into its own folder, once
-    PYTHONPATH=$(readlink .venv)-clustpy .venv/bin/python bench/peer_clustpy.py --datasets usps --seeds 0 1 2
+    PYTHONPATH=$(readlink .venv)-clustpy .venv/bin/python bench/peer_clustpy.py \
+        --datasets usps --seeds 0 1 2
 
 Each run is a fresh process (so peak memory is its own) and appends a JSON line in the
 format of the other benchmarks to bench/results/peer_clustpy.jsonl.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,32 +37,57 @@ def run_one(dataset: str, method: str, seed: int, pretrain_epochs: int, results:
 
     data = read_dataset(data_path(dataset))
     X = as_vectors(data.X, "minmax")
-    params = {"pretrain_epochs": pretrain_epochs, "pretrain_optimizer_params": {"lr": 1e-3}, "batch_size": 256,
-              "embedding_size": 10, "clustering_epochs": 150, "clustering_optimizer_params": {"lr": 1e-4}}
+    params = {
+        "pretrain_epochs": pretrain_epochs,
+        "pretrain_optimizer_params": {"lr": 1e-3},
+        "batch_size": 256,
+        "embedding_size": 10,
+        "clustering_epochs": 150,
+        "clustering_optimizer_params": {"lr": 1e-4},
+    }
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = {"clustpy_dec": DEC, "clustpy_idec": IDEC}[method](n_clusters=10, random_state=seed,
-                                                              device=torch.device(device), **params)
+    model = {"clustpy_dec": DEC, "clustpy_idec": IDEC}[method](
+        n_clusters=10, random_state=seed, device=torch.device(device), **params
+    )
     started = time.perf_counter()
     model.fit(X)
     wall_s = time.perf_counter() - started
     scores = evaluate(data.y, model.labels_)
-    record = {"method": method, "dataset": dataset, "seed": seed, "n": len(X), **scores, "wall_s": round(wall_s, 3),
-              "peak_mb": peak_memory_mb(device), "device": device,
-              "versions": {**library_versions(), "clustpy": getattr(clustpy, "__version__", "0.0.3")},
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "params": params}
+    record = {
+        "method": method,
+        "dataset": dataset,
+        "seed": seed,
+        "n": len(X),
+        **scores,
+        "wall_s": round(wall_s, 3),
+        "peak_mb": peak_memory_mb(device),
+        "device": device,
+        "versions": {**library_versions(), "clustpy": getattr(clustpy, "__version__", "0.0.3")},
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "params": params,
+    }
     with open(results, "a") as out:
         out.write(json.dumps(record) + "\n")
-    print(json.dumps({k: record[k] for k in ("method", "dataset", "seed", "acc", "nmi", "ari", "wall_s")}), flush=True)
+    print(
+        json.dumps(
+            {k: record[k] for k in ("method", "dataset", "seed", "acc", "nmi", "ari", "wall_s")}
+        ),
+        flush=True,
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--datasets", nargs="+", default=["usps"])
     parser.add_argument("--methods", nargs="+", default=["clustpy_dec", "clustpy_idec"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--pretrain-epochs", type=int, default=50)
     parser.add_argument("--results", default=str(RESULTS / "peer_clustpy.jsonl"))
-    parser.add_argument("--one", nargs=3, metavar=("DATASET", "METHOD", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--one", nargs=3, metavar=("DATASET", "METHOD", "SEED"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.one:
         run_one(args.one[0], args.one[1], int(args.one[2]), args.pretrain_epochs, args.results)
@@ -68,9 +95,21 @@ def main() -> None:
     for dataset in args.datasets:
         for seed in args.seeds:
             for method in args.methods:
-                subprocess.run([sys.executable, __file__, "--one", dataset, method, str(seed),
-                                "--pretrain-epochs", str(args.pretrain_epochs), "--results", args.results],
-                               check=True)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--one",
+                        dataset,
+                        method,
+                        str(seed),
+                        "--pretrain-epochs",
+                        str(args.pretrain_epochs),
+                        "--results",
+                        args.results,
+                    ],
+                    check=True,
+                )
 
 
 if __name__ == "__main__":

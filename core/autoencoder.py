@@ -5,6 +5,7 @@ Shared by ae_kmeans, dec, idec and the methods built on them (DCCF).
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Callable
 
 import numpy as np
@@ -85,7 +86,7 @@ class MLPAutoencoder(nn.Module):
 
 def _mlp(widths: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+    for i, (fan_in, fan_out) in enumerate(pairwise(widths)):
         layers.append(nn.Linear(fan_in, fan_out))
         if i < len(widths) - 2:
             layers.append(nn.ReLU())

@@ -9,6 +9,7 @@ device, versions, params); `--results FILE` also appends that line to FILE (benc
 Its progress goes to stderr: a bar on a terminal, JSON lines when stderr is piped.
 `submit`, `jobs`, `status` and `cancel` talk to a server (deepclust_client.cli).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,25 +22,42 @@ from deepclust_client.cli import add_server_commands
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="deepclust", description="Deep clustering from the shell.")
+    parser = argparse.ArgumentParser(
+        prog="deepclust", description="Deep clustering from the shell."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="cluster a data file")
     run.add_argument("data", help=".npy, .npz (X, optional y, ids), .csv or .parquet")
     run.add_argument("--method", "-m", required=True)
-    run.add_argument("--clusters", "-k", type=int, help="the number of clusters (optional for methods that find it)")
+    run.add_argument(
+        "--clusters",
+        "-k",
+        type=int,
+        help="the number of clusters (optional for methods that find it)",
+    )
     run.add_argument("--params", default="{}", help="the method's parameters as JSON")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", "-o", help="write index,sample_id,cluster,confidence here")
     run.add_argument("--embedding-out", help="write the latent embedding (.npy) here")
     run.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
-    run.add_argument("--label-column", help="CSV/parquet: the ground-truth column (evaluation only)")
+    run.add_argument(
+        "--label-column", help="CSV/parquet: the ground-truth column (evaluation only)"
+    )
     run.add_argument("--id-column", help="CSV/parquet: the sample id column")
     run.add_argument("--results", help="append the JSON line to this .jsonl file")
-    run.add_argument("--cache-dir", help="reuse pretrained autoencoder weights from here (same data, params, seed)")
+    run.add_argument(
+        "--cache-dir",
+        help="reuse pretrained autoencoder weights from here (same data, params, seed)",
+    )
     run.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
-    run.add_argument("--history-out", help="write the job's history (JSON lines) here; with labels, every record "
-                                           "that carries intermediate predictions is scored as the worker does")
-    run.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's); results depend on it")
+    run.add_argument(
+        "--history-out",
+        help="write the job's history (JSON lines) here; with labels, every record "
+        "that carries intermediate predictions is scored as the worker does",
+    )
+    run.add_argument(
+        "--threads", type=int, help="CPU threads for torch (default: torch's); results depend on it"
+    )
     sub.add_parser("methods", help="list the methods and their parameter schemas")
     from persistence.keys_cli import add_keys_parser, run_keys
 
@@ -121,22 +139,34 @@ def run_file(args: argparse.Namespace) -> dict:
         import numpy as np
 
         np.save(args.embedding_out, result.embedding)
-    scores = {key: metrics.get(key)
-              for key in ("acc", "nmi", "ari", "f1_macro", "f1_micro", "silhouette")}
+    scores = {
+        key: metrics.get(key) for key in ("acc", "nmi", "ari", "f1_macro", "f1_micro", "silhouette")
+    }
     return {
-        "method": args.method, "dataset": Path(args.data).stem, "seed": args.seed,
-        "n": int(len(data.X)), "n_clusters": args.clusters, **scores,
-        "cluster_sizes": metrics["cluster_sizes"], "wall_s": round(outcome.fit_s, 3),
-        "peak_mb": outcome.peak_mb, "device": outcome.device, "versions": outcome.versions,
+        "method": args.method,
+        "dataset": Path(args.data).stem,
+        "seed": args.seed,
+        "n": int(len(data.X)),
+        "n_clusters": args.clusters,
+        **scores,
+        "cluster_sizes": metrics["cluster_sizes"],
+        "wall_s": round(outcome.fit_s, 3),
+        "peak_mb": outcome.peak_mb,
+        "device": outcome.device,
+        "versions": outcome.versions,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "params": spec.params.model_dump(mode="json"), "diagnostics": result.diagnostics,
+        "params": spec.params.model_dump(mode="json"),
+        "diagnostics": result.diagnostics,
         # per-sample label artifacts (e.g. DSCNSS's head) scored like the labels, for the benchmarks
-        "artifact_metrics": {name: evaluate(data.y, values)
-                             for name, values in result.artifacts.items()
-                             if data.y is not None and values.shape == result.labels.shape},
+        "artifact_metrics": {
+            name: evaluate(data.y, values)
+            for name, values in result.artifacts.items()
+            if data.y is not None and values.shape == result.labels.shape
+        },
         # wall_s excludes pretraining when the autoencoder came from --cache-dir
         "reused_pretrained_weights": any("reused_weights" in r for r in ctx.history),
     }
+
 
 if __name__ == "__main__":
     sys.exit(main())

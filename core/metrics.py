@@ -21,7 +21,7 @@ def hungarian_map(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[dict[int, int
     counts = np.zeros((size, size), dtype=np.int64)
     np.add.at(counts, (p, y), 1)
     rows, cols = linear_sum_assignment(counts, maximize=True)
-    mapping = {int(clusters[r]): int(classes[c]) for r, c in zip(rows, cols)
+    mapping = {int(clusters[r]): int(classes[c]) for r, c in zip(rows, cols, strict=True)
                if r < len(clusters) and c < len(classes)}
     return mapping, int(counts[rows, cols].sum())
 

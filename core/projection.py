@@ -48,7 +48,7 @@ def stratified_sample(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
     for i in np.argsort(-counts)[: max(0, limit - quota.sum())]:
         quota[i] = min(counts[i], quota[i] + 1)
     picked = [rng.choice(np.flatnonzero(labels == c), size=q, replace=False)
-              for c, q in zip(clusters, quota)]
+              for c, q in zip(clusters, quota, strict=True)]
     return np.sort(np.concatenate(picked))[:limit]
 
 

@@ -9,6 +9,7 @@ The helpers below are the shared arithmetic of those estimates; they over-count 
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Any, Callable
 
 FLOAT = 4  # bytes of a float32
@@ -20,7 +21,7 @@ KNN_CHUNK_FLOATS = 64 * 2**20
 
 def mlp_parameters(widths: list[int] | tuple[int, ...]) -> int:
     """Weights and biases of the Linear layers between consecutive widths."""
-    return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    return sum(a * b + b for a, b in pairwise(widths))
 
 
 def mlp_activation_floats(widths: list[int] | tuple[int, ...]) -> int:

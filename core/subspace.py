@@ -73,10 +73,10 @@ class ConvAE(nn.Module):
         self.kernels = kernels
         widths = [in_channels, *channels]
         self.enc = nn.ModuleList(nn.Conv2d(a, b, k, stride=2)
-                                 for a, b, k in zip(widths[:-1], widths[1:], kernels))
+                                 for a, b, k in zip(widths[:-1], widths[1:], kernels, strict=True))
         self.dec = nn.ModuleList(
             nn.ConvTranspose2d(b, a, k, stride=2)
-            for a, b, k in reversed(list(zip(widths[:-1], widths[1:], kernels))))
+            for a, b, k in reversed(list(zip(widths[:-1], widths[1:], kernels, strict=True))))
         # Pan Ji's TF init: Xavier-uniform kernels, zero biases. PyTorch's default (uniform biases,
         # kaiming a=sqrt(5)) left ORL's 3-channel net dead or input-independent in 5 of 6 seeds.
         for layer in [*self.enc, *self.dec]:
@@ -91,7 +91,8 @@ class ConvAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(n, C, H, W) -> flattened latent (n, d_z)."""
-        for conv, k, (h, w) in zip(self.enc, self.kernels, self.sizes):
+        # sizes holds each layer's input size, then the latent's: zip leaves the last out
+        for conv, k, (h, w) in zip(self.enc, self.kernels, self.sizes, strict=False):
             _, top, bottom = _same_pad(h, k)
             _, left, right = _same_pad(w, k)
             x = F.relu(conv(F.pad(x, (left, right, top, bottom))))
@@ -99,7 +100,8 @@ class ConvAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         x = z.view(len(z), *self.latent_shape)
-        for deconv, k, (h, w) in zip(self.dec, reversed(self.kernels), reversed(self.sizes[:-1])):
+        layers = zip(self.dec, reversed(self.kernels), reversed(self.sizes[:-1]), strict=True)
+        for deconv, k, (h, w) in layers:
             x = deconv(x)  # (in-1)*2 + k; crop what TF's transposed 'SAME' conv pads
             top, left = _same_pad(h, k)[1], _same_pad(w, k)[1]
             x = F.relu(x[:, :, top:top + h, left:left + w])

@@ -1,6 +1,7 @@
 """Array storage: parts in the database (any worker on any host can read them) or files
 under the data dir (the embedded default). Arrays are .npy bytes, read without pickle.
 Blobs are written in pieces (`blob_writer`), so writing one never holds it whole in memory."""
+
 from __future__ import annotations
 
 import io
@@ -63,7 +64,7 @@ class _PartWriter:
         start = 0
         while start < data.nbytes:
             take = min(data.nbytes - start, PART_BYTES - len(self.buffer))
-            self.buffer += data[start:start + take]
+            self.buffer += data[start : start + take]
             start += take
             if len(self.buffer) == PART_BYTES:
                 self._insert()
@@ -102,7 +103,9 @@ def read_bytes(session: Session, key: str) -> bytes:
     """The stored .npy file's bytes."""
     if get_settings().blobs == "local":
         return _path(key).read_bytes()
-    parts = session.scalars(select(BlobPart.data).where(BlobPart.key == key).order_by(BlobPart.part)).all()
+    parts = session.scalars(
+        select(BlobPart.data).where(BlobPart.key == key).order_by(BlobPart.part)
+    ).all()
     if not parts:
         raise FileNotFoundError(key)
     return b"".join(parts)

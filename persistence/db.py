@@ -1,4 +1,5 @@
 """Engine and sessions, and running the Alembic migrations."""
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -24,7 +25,9 @@ def get_engine() -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):  # WAL: the API reads while the worker writes
+        def _sqlite_pragmas(
+            dbapi_connection, _record
+        ):  # WAL: the API reads while the worker writes
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")

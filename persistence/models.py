@@ -1,11 +1,24 @@
 """SQLAlchemy models. Arrays live in blobs (persistence.blobs); rows hold what is queried."""
+
 from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from deepclust_client.status import JobStatus
@@ -23,11 +36,15 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention={
-        "ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s", "pk": "pk_%(table_name)s",
-    })
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
@@ -48,18 +65,26 @@ class Dataset(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)  # of the upload
     stats: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    owner_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True, default=BUILTIN_OWNER)
+    owner_id: Mapped[str] = mapped_column(
+        ForeignKey("api_keys.id"), index=True, default=BUILTIN_OWNER
+    )
     stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # its arrays, as stored
-    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)  # upload, last job
+    last_used_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow
+    )  # upload, last job
 
 
 class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), index=True
+    )
     method: Mapped[str] = mapped_column(String(64))
-    n_clusters: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: the method finds it
+    n_clusters: Mapped[int | None] = mapped_column(
+        Integer, nullable=True
+    )  # None: the method finds it
     params: Mapped[dict[str, Any]] = mapped_column(JSON)  # validated, with every default filled in
     seed: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), index=True, default=JobStatus.QUEUED)
@@ -73,14 +98,18 @@ class Job(Base):
     versions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     wall_s: Mapped[float | None] = mapped_column(Float)
     peak_mb: Mapped[float | None] = mapped_column(Float)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # When its message was last sent: a queued job is sent again at most once per
     # DEEPCLUST_REQUEUE_QUEUED_AFTER_S when the broker lost it.
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    owner_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True, default=BUILTIN_OWNER)
+    owner_id: Mapped[str] = mapped_column(
+        ForeignKey("api_keys.id"), index=True, default=BUILTIN_OWNER
+    )
     stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # its result arrays
     # [{name, dtype, shape}] of the method's other arrays (ClusteringResult.artifacts), stored
     # as blobs (persistence.repository.artifact_key); None before it succeeded
@@ -158,4 +187,6 @@ class IdempotencyRecord(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     location: Mapped[str | None] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )

@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
+from deepclust_client.status import FINAL_STATES
 from persistence import blobs, idempotency
 from persistence.db import session_scope
-from deepclust_client.status import FINAL_STATES
 from persistence.models import BlobPart, Dataset, Job, RateWindow, utcnow
 from persistence.repository import dataset_folder, job_folder
 from persistence.settings import get_settings

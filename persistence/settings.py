@@ -1,5 +1,6 @@
 """Every setting, from environment variables (DEEPCLUST_*). With none set, the service
 runs embedded: SQLite and blobs under ./var, and a filesystem message queue."""
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -11,12 +12,22 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DEEPCLUST_", env_ignore_empty=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="DEEPCLUST_", env_ignore_empty=True, extra="ignore"
+    )
 
-    data_dir: Path = Field(Path("var"), description="SQLite file, local blobs and the embedded queue live here")
-    database_url: str | None = Field(None, validation_alias=AliasChoices("DEEPCLUST_DATABASE_URL", "DATABASE_URL"))
-    broker_url: str | None = Field(None, validation_alias=AliasChoices("DEEPCLUST_BROKER_URL", "BROKER_URL"))
-    blob_store: Literal["database", "local"] | None = None  # default: local on SQLite, database otherwise
+    data_dir: Path = Field(
+        Path("var"), description="SQLite file, local blobs and the embedded queue live here"
+    )
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("DEEPCLUST_DATABASE_URL", "DATABASE_URL")
+    )
+    broker_url: str | None = Field(
+        None, validation_alias=AliasChoices("DEEPCLUST_BROKER_URL", "BROKER_URL")
+    )
+    blob_store: Literal["database", "local"] | None = (
+        None  # default: local on SQLite, database otherwise
+    )
     queue: str = "deepclust"
     max_upload_bytes: int = 2 << 30
     job_soft_time_limit_s: int = 6 * 3600
@@ -34,7 +45,7 @@ class Settings(BaseSettings):
     # this machine's free memory (GPU when the API sees one), right for the embedded default;
     # set it when workers run elsewhere.
     memory_budget_mb: int | None = Field(None, ge=1)
-    # CPU threads torch uses for one job (unset: torch's default, one per core). Results depend on it.
+    # torch's CPU threads for one job (unset: torch's default, one per core); results depend on it
     torch_threads: int | None = Field(None, ge=1)
     # Accounts (issue #16). `keys`: every data route needs `Authorization: Bearer <token>`.
     # Unset: `keys`, except that `python -m api.serve` (make run) on a loopback bind sets `none`.

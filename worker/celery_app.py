@@ -7,6 +7,7 @@ child), and each child runs one job and exits, which frees its GPU memory. A new
 imports torch and the methods while it waits for its job (`_warm_up`), so a job that
 arrives later does not wait for the imports (about 4-7 s on a 2-core CPU).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,9 +26,11 @@ transport_options: dict = {
 }
 if settings.embedded:
     settings.broker_folder.mkdir(parents=True, exist_ok=True)
-    transport_options.update(data_folder_in=str(settings.broker_folder),
-                             data_folder_out=str(settings.broker_folder),
-                             control_folder=str(settings.broker_folder / "control"))  # default: ./control
+    transport_options.update(
+        data_folder_in=str(settings.broker_folder),
+        data_folder_out=str(settings.broker_folder),
+        control_folder=str(settings.broker_folder / "control"),
+    )  # default: ./control
 
 app.conf.update(
     task_acks_late=True,  # ack after the run: a crashed worker's message is delivered again
@@ -117,7 +120,9 @@ def broker_problem() -> str | None:
         if settings.broker.startswith("redis"):
             import redis
 
-            with redis.Redis.from_url(settings.broker, socket_connect_timeout=3, socket_timeout=3) as client:
+            with redis.Redis.from_url(
+                settings.broker, socket_connect_timeout=3, socket_timeout=3
+            ) as client:
                 client.ping()
         elif settings.embedded:
             if not settings.broker_folder.is_dir():

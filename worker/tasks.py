@@ -5,6 +5,7 @@ The message carries only the job id. The task claims the job with a compare-and-
 while a thread writes heartbeat and progress and reads the cancel flag, and writes the
 whole result in one transaction.
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,11 +15,18 @@ import time
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from persistence.db import session_scope
 from deepclust_client.status import JobStatus
+from persistence.db import session_scope
 from persistence.models import Dataset, Job
-from persistence.repository import (append_job_events, claim_job, end_job, finish_job, heartbeat,
-                                    last_event_seq, load_dataset_arrays)
+from persistence.repository import (
+    append_job_events,
+    claim_job,
+    end_job,
+    finish_job,
+    heartbeat,
+    last_event_seq,
+    load_dataset_arrays,
+)
 from persistence.settings import get_settings
 from worker.celery_app import app
 
@@ -93,7 +101,9 @@ def run_job(job_id: str) -> str:
     settings = get_settings()
     worker_name = f"{socket.gethostname()}:{threading.get_native_id()}"
     with session_scope() as session:
-        if not claim_job(session, job_id, worker_name, settings.stale_after_s, settings.max_attempts):
+        if not claim_job(
+            session, job_id, worker_name, settings.stale_after_s, settings.max_attempts
+        ):
             log.info("job %s is not claimable (already taken, finished or cancelled)", job_id)
             return "skipped"
     beat = Heartbeat(job_id, settings.heartbeat_s, settings.events_per_beat)
@@ -130,19 +140,35 @@ def run_job(job_id: str) -> str:
         except JobCancelled as exc:
             beat.finish()
             with session_scope() as session:
-                end_job(session, job_id, JobStatus.CANCELLED, str(exc), progress=beat.latest,
-                        device=device)
+                end_job(
+                    session,
+                    job_id,
+                    JobStatus.CANCELLED,
+                    str(exc),
+                    progress=beat.latest,
+                    device=device,
+                )
             return JobStatus.CANCELLED
         result, metrics = outcome.result, outcome.metrics
         projection = _projection(result, spec.seed, metrics, settings.projection)
         beat.finish()
         with session_scope() as session:
             finished = finish_job(
-                session, job_id, labels=result.labels, confidence=result.confidence,
-                embedding=result.embedding, metrics=metrics, history=ctx.history,
-                progress=beat.latest, device=device, versions=outcome.versions,
-                wall_s=round(time.perf_counter() - started, 3), peak_mb=outcome.peak_mb,
-                projection=projection, artifacts=result.artifacts)
+                session,
+                job_id,
+                labels=result.labels,
+                confidence=result.confidence,
+                embedding=result.embedding,
+                metrics=metrics,
+                history=ctx.history,
+                progress=beat.latest,
+                device=device,
+                versions=outcome.versions,
+                wall_s=round(time.perf_counter() - started, 3),
+                peak_mb=outcome.peak_mb,
+                projection=projection,
+                artifacts=result.artifacts,
+            )
         if not finished:  # cancelled while the result was being computed
             with session_scope() as session:
                 end_job(session, job_id, JobStatus.CANCELLED, "cancelled", device=device)
@@ -174,8 +200,11 @@ def _projection(result, seed: int, metrics: dict, how: str):
         log.exception("the 2-D projection failed")
         return None
     metrics.setdefault("timings", {}).update(
-        projection_s=projection.seconds, projection_peak_mb=projection.peak_mb,
-        projection_method=projection.method, projection_points=len(projection.index))
+        projection_s=projection.seconds,
+        projection_peak_mb=projection.peak_mb,
+        projection_method=projection.method,
+        projection_points=len(projection.index),
+    )
     return projection.as_array()
 
 

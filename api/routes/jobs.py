@@ -21,19 +21,33 @@ from deepclust_client.status import FINAL_STATES, JobStatus
 from persistence import blobs
 from persistence.db import session_scope
 from persistence.models import Dataset, Job, JobResult
-from persistence.repository import (artifact_key, create_job, dataset_folder, end_job,
-                                    job_events_after, job_folder, lock_dataset, page,
-                                    request_cancel)
+from persistence.repository import (
+    artifact_key,
+    create_job,
+    dataset_folder,
+    end_job,
+    job_events_after,
+    job_folder,
+    lock_dataset,
+    page,
+    request_cancel,
+)
 from persistence.settings import get_settings
 from worker.celery_app import enqueue
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(authenticate)],
-                   responses=errors(401, 429))
+router = APIRouter(
+    prefix="/jobs", tags=["jobs"], dependencies=[Depends(authenticate)], responses=errors(401, 429)
+)
 
 
 @router.post("", status_code=202, response_model=JobOut, responses=errors(400, 404, 422, 503))
-def submit_job(body: JobCreate, response: Response, session: SessionDep, caller: CallerDep,
-               idempotency_key: IdempotencyKey = None):
+def submit_job(
+    body: JobCreate,
+    response: Response,
+    session: SessionDep,
+    caller: CallerDep,
+    idempotency_key: IdempotencyKey = None,
+):
     """Validate the method, its parameters and the data against each other, store the job
     as queued and enqueue it. Poll GET /jobs/{id} (the Location header) for its progress.
     With an Idempotency-Key, a retry of the same request returns this response again."""
@@ -58,33 +72,54 @@ def _submit(body: JobCreate, response: Response, session, caller, claim: Claim) 
         raise HTTPException(422, detail) from None
     check_active_jobs(session, caller)  # locks the key's row until the commit
     check_storage(session, caller, adding=dataset.n * 16)  # labels, confidence, a small embedding
-    job = create_job(session, dataset.id, body.method, body.n_clusters,
-                     spec.params.model_dump(mode="json"), body.seed, owner_id=caller.key_id)
+    job = create_job(
+        session,
+        dataset.id,
+        body.method,
+        body.n_clusters,
+        spec.params.model_dump(mode="json"),
+        body.seed,
+        owner_id=caller.key_id,
+    )
     out = JobOut.model_validate(job)
     claim.record(session, 202, jsonable_encoder(out), f"/jobs/{job.id}")
     session.commit()  # the worker must find the row: enqueue only after the commit
     try:
         enqueue(job.id)
     except Exception as exc:
-        end_job(session, job.id, JobStatus.FAILED, f"could not reach the job queue: {exc}",
-                from_status=JobStatus.QUEUED)
+        end_job(
+            session,
+            job.id,
+            JobStatus.FAILED,
+            f"could not reach the job queue: {exc}",
+            from_status=JobStatus.QUEUED,
+        )
         session.commit()
-        raise HTTPException(503, f"the job queue is unavailable ({type(exc).__name__}); job {job.id} was not run")
+        raise HTTPException(
+            503, f"the job queue is unavailable ({type(exc).__name__}); job {job.id} was not run"
+        ) from exc
     response.headers["Location"] = f"/jobs/{job.id}"
     return out
 
 
 @router.get("", response_model=Page[JobOut], responses=errors(422))
-def list_jobs(session: SessionDep, caller: CallerDep, limit: Limit = 50, offset: Offset = 0,
-              status: Annotated[JobStatus | None, Query()] = None,
-              dataset_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None):
+def list_jobs(
+    session: SessionDep,
+    caller: CallerDep,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    status: Annotated[JobStatus | None, Query()] = None,
+    dataset_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None,
+):
     query = visible(select(Job).order_by(Job.created_at.desc()), Job, caller)
     if status:
         query = query.where(Job.status == status)
     if dataset_id:
         query = query.where(Job.dataset_id == dataset_id)
     items, total = page(session, query, limit, offset)
-    return Page(items=[JobOut.model_validate(j) for j in items], total=total, limit=limit, offset=offset)
+    return Page(
+        items=[JobOut.model_validate(j) for j in items], total=total, limit=limit, offset=offset
+    )
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=errors(404))
@@ -111,8 +146,11 @@ def _succeeded(session, job_id: str, caller) -> Job:
     return job
 
 
-@router.get("/{job_id}/assignments.csv", response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {}}}, **errors(404, 409)})
+@router.get(
+    "/{job_id}/assignments.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}}, **errors(404, 409)},
+)
 def assignments_csv(job_id: str, session: SessionDep, caller: CallerDep):
     """index,sample_id,cluster,confidence for every sample, in the order of the upload."""
     job = _succeeded(session, job_id, caller)
@@ -120,51 +158,90 @@ def assignments_csv(job_id: str, session: SessionDep, caller: CallerDep):
     folder = job_folder(job_id)
     labels = blobs.load_array(session, f"{folder}/labels.npy")
     confidence = blobs.load_array(session, f"{folder}/confidence.npy")
-    ids = blobs.load_array(session, f"{dataset_folder(dataset.id)}/ids.npy") if dataset.has_ids else None
-    return StreamingResponse(assignment_csv_chunks(labels, confidence, ids), media_type="text/csv",
-                             headers={"Content-Disposition": f'attachment; filename="{job_id}-assignments.csv"'})
+    ids = (
+        blobs.load_array(session, f"{dataset_folder(dataset.id)}/ids.npy")
+        if dataset.has_ids
+        else None
+    )
+    return StreamingResponse(
+        assignment_csv_chunks(labels, confidence, ids),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{job_id}-assignments.csv"'},
+    )
 
 
-@router.get("/{job_id}/embedding.npy",
-            responses={200: {"content": {"application/octet-stream": {}}}, **errors(404, 409)})
+@router.get(
+    "/{job_id}/embedding.npy",
+    responses={200: {"content": {"application/octet-stream": {}}}, **errors(404, 409)},
+)
 def embedding_npy(job_id: str, session: SessionDep, caller: CallerDep) -> Response:
     """The latent embedding (n, d') as a float32 .npy file."""
     _succeeded(session, job_id, caller)
-    return Response(blobs.read_bytes(session, f"{job_folder(job_id)}/embedding.npy"), media_type="application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="{job_id}-embedding.npy"'})
+    return Response(
+        blobs.read_bytes(session, f"{job_folder(job_id)}/embedding.npy"),
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{job_id}-embedding.npy"'},
+    )
 
 
-ARTIFACT_RESPONSES = {200: {"content": {"text/csv": {}, "application/octet-stream": {}}},
-                      **errors(404, 409, 422)}
+ARTIFACT_RESPONSES = {
+    200: {"content": {"text/csv": {}, "application/octet-stream": {}}},
+    **errors(404, 409, 422),
+}
 
 
 @router.get("/{job_id}/artifacts/{name}", response_class=Response, responses=ARTIFACT_RESPONSES)
-def artifact(job_id: str, name: str, session: SessionDep, caller: CallerDep,
-             format: Annotated[Literal["csv", "npy"], Query(description="csv: a row per entry, "
-                                                            "with the sample id when it has one "
-                                                            "per sample; npy: the array")] = "csv"):
+def artifact(
+    job_id: str,
+    name: str,
+    session: SessionDep,
+    caller: CallerDep,
+    format: Annotated[
+        Literal["csv", "npy"],
+        Query(
+            description="csv: a row per entry, "
+            "with the sample id when it has one "
+            "per sample; npy: the array"
+        ),
+    ] = "csv",
+):
     """One of the arrays the job's method returned besides its labels (listed in the job's
     `artifacts`). CSV takes 1-D and 2-D arrays; any array downloads as .npy."""
     job = _succeeded(session, job_id, caller)
     listed = {entry["name"]: entry for entry in job.artifacts or []}
     if name not in listed:
-        raise HTTPException(404, f"job {job_id} has no artifact named {name[:64]!r}; "
-                                 f"it has: {', '.join(listed) or 'none'}")
+        raise HTTPException(
+            404,
+            f"job {job_id} has no artifact named {name[:64]!r}; "
+            f"it has: {', '.join(listed) or 'none'}",
+        )
     filename = f"{job_id}-{name}.{format}"
     disposition = {"Content-Disposition": f'attachment; filename="{filename}"'}
     if format == "npy":
-        return Response(blobs.read_bytes(session, artifact_key(job_id, name)),
-                        media_type="application/octet-stream", headers=disposition)
+        return Response(
+            blobs.read_bytes(session, artifact_key(job_id, name)),
+            media_type="application/octet-stream",
+            headers=disposition,
+        )
     if len(listed[name]["shape"]) > 2:
-        raise HTTPException(409, f"artifact {name} has shape {listed[name]['shape']}: CSV takes "
-                                 "1-D and 2-D arrays; ask for ?format=npy")
+        raise HTTPException(
+            409,
+            f"artifact {name} has shape {listed[name]['shape']}: CSV takes "
+            "1-D and 2-D arrays; ask for ?format=npy",
+        )
     values = blobs.load_array(session, artifact_key(job_id, name))
     dataset = session.get(Dataset, job.dataset_id)
     per_sample = len(values) == dataset.n
-    ids = (blobs.load_array(session, f"{dataset_folder(dataset.id)}/ids.npy")
-           if per_sample and dataset.has_ids else None)
-    return StreamingResponse(artifact_csv_chunks(name, values, per_sample, ids),
-                             media_type="text/csv", headers=disposition)
+    ids = (
+        blobs.load_array(session, f"{dataset_folder(dataset.id)}/ids.npy")
+        if per_sample and dataset.has_ids
+        else None
+    )
+    return StreamingResponse(
+        artifact_csv_chunks(name, values, per_sample, ids),
+        media_type="text/csv",
+        headers=disposition,
+    )
 
 
 @router.get("/{job_id}/history", responses=errors(404, 409))
@@ -181,17 +258,24 @@ def projection(job_id: str, session: SessionDep, caller: CallerDep):
     job = _succeeded(session, job_id, caller)
     folder = job_folder(job_id)
     if not blobs.has_blob(session, f"{folder}/projection.npy"):
-        raise HTTPException(409, f"job {job_id} has no 2-D map (it finished before maps were made, "
-                                 "or making it failed)")
+        raise HTTPException(
+            409,
+            f"job {job_id} has no 2-D map (it finished before maps were made, or making it failed)",
+        )
     rows = blobs.load_array(session, f"{folder}/projection.npy")
     index = rows[:, 0].astype(np.int64)
     labels = blobs.load_array(session, f"{folder}/labels.npy")
     confidence = blobs.load_array(session, f"{folder}/confidence.npy")
     timings = (job.metrics or {}).get("timings", {})
-    return ProjectionOut(method=timings.get("projection_method", "umap"), total=len(labels),
-                         index=index.tolist(), x=np.round(rows[:, 1], 4).tolist(),
-                         y=np.round(rows[:, 2], 4).tolist(), cluster=labels[index].tolist(),
-                         confidence=np.round(confidence[index].astype(np.float64), 4).tolist())
+    return ProjectionOut(
+        method=timings.get("projection_method", "umap"),
+        total=len(labels),
+        index=index.tolist(),
+        x=np.round(rows[:, 1], 4).tolist(),
+        y=np.round(rows[:, 2], 4).tolist(),
+        cluster=labels[index].tolist(),
+        confidence=np.round(confidence[index].astype(np.float64), 4).tolist(),
+    )
 
 
 @router.get("/{job_id}/confusion", response_model=ConfusionOut, responses=errors(404, 409))
@@ -208,9 +292,12 @@ def confusion(job_id: str, session: SessionDep, caller: CallerDep):
     matrix = np.zeros((len(clusters), len(classes)), dtype=np.int64)
     np.add.at(matrix, (row, col), 1)
     mapping, _ = hungarian_map(y_true, y_pred)
-    return ConfusionOut(clusters=clusters.tolist(), classes=classes.tolist(),
-                        matrix=matrix.tolist(),
-                        mapping={str(k): v for k, v in mapping.items()})
+    return ConfusionOut(
+        clusters=clusters.tolist(),
+        classes=classes.tolist(),
+        matrix=matrix.tolist(),
+        mapping={str(k): v for k, v in mapping.items()},
+    )
 
 
 # ---- live progress: Server-Sent Events ----------------------------------------------------------
@@ -228,27 +315,38 @@ silence. A client that reconnects with the `Last-Event-ID` header gets only the 
 after that seq."""
 
 
-SSE_EXAMPLE = ('id: 1\ndata: {"phase": "starting", "step": 0, "total": 0}\n\n'
-               'event: end\ndata: {"status": "succeeded", "error": null}\n\n')
+SSE_EXAMPLE = (
+    'id: 1\ndata: {"phase": "starting", "step": 0, "total": 0}\n\n'
+    'event: end\ndata: {"status": "succeeded", "error": null}\n\n'
+)
 ResumeAfter = Annotated[int | None, Header(ge=0, description="resume after this seq")]
 
 
 EVENTS_RESPONSES = {
-    200: {"content": {"text/event-stream": {"example": SSE_EXAMPLE}},
-          "description": "the job's progress records, then `event: end`"},
+    200: {
+        "content": {"text/event-stream": {"example": SSE_EXAMPLE}},
+        "description": "the job's progress records, then `event: end`",
+    },
     404: {"description": "no job with this id"},
     422: {"description": "Last-Event-ID is not a non-negative integer"},
 }
 
 
-@router.get("/{job_id}/events", response_class=StreamingResponse, description=EVENTS_DOC,
-            responses=EVENTS_RESPONSES)
-async def job_events(job_id: str, request: Request, caller: CallerDep,
-                     last_event_id: ResumeAfter = None) -> StreamingResponse:
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    description=EVENTS_DOC,
+    responses=EVENTS_RESPONSES,
+)
+async def job_events(
+    job_id: str, request: Request, caller: CallerDep, last_event_id: ResumeAfter = None
+) -> StreamingResponse:
     await run_in_threadpool(_job_exists_or_404, job_id, caller)
-    return StreamingResponse(_event_stream(request, job_id, last_event_id or 0),
-                             media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        _event_stream(request, job_id, last_event_id or 0),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 def _job_exists_or_404(job_id: str, caller) -> None:

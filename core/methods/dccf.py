@@ -102,7 +102,7 @@ def contractive_penalty(encoder: nn.Sequential, x: torch.Tensor, mode: str = "ex
                 masks.append(mask)
                 h = h * mask  # ReLU
         rows = linears[-1].weight.expand(len(x), -1, -1)  # (B, d', h_{L-1})
-        for layer, mask in zip(reversed(linears[:-1]), reversed(masks)):
+        for layer, mask in zip(reversed(linears[:-1]), reversed(masks), strict=True):
             rows = (rows * mask.unsqueeze(1)) @ layer.weight
         return h, rows.pow(2).sum(dim=(1, 2))
     x = x.detach().requires_grad_(True)

@@ -225,7 +225,7 @@ class DSCNSSMethod(Method):
         r = resolve(params, (h, w), max(n_clusters, 1))
         model = ConvAE(channels, h, w, r["kernels"], r["channels"])
         per_sample = h * w * channels + sum(c * a * b for c, (a, b)
-                                            in zip(r["channels"], model.sizes[1:]))
+                                            in zip(r["channels"], model.sizes[1:], strict=True))
         # enc+dec, Z and CZ; values+grads
         activations = 4 * n * (2 * per_sample + 2 * model.latent_dim) * 3
         hidden = params.head_hidden or max(model.latent_dim // 2, 1)

@@ -16,6 +16,7 @@ reconstruction, as SDCN does).
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Callable, Literal
 
@@ -275,7 +276,7 @@ class MGCN(nn.Module):
         self.autoencoder = autoencoder
         widths = [input_dim, *hidden_dims, n_clusters, n_clusters]  # 512-500-500-2000-K-K
         make = lambda: nn.ModuleList(  # noqa: E731
-            GCNLayer(i, o) for i, o in zip(widths[:-1], widths[1:]))
+            GCNLayer(i, o) for i, o in pairwise(widths))
         self.gcn_a = make()
         self.gcn_b = self.gcn_a if share else make()
         self.fusion = fusion

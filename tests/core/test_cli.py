@@ -1,4 +1,5 @@
 """`deepclust run` and `deepclust methods`: the same core from the shell, with no server."""
+
 import csv
 import json
 import subprocess
@@ -8,13 +9,31 @@ import numpy as np
 
 from tests.conftest import ROOT, npz_bytes
 
-REQUIRED = {"method", "dataset", "seed", "n", "acc", "nmi", "ari", "wall_s", "peak_mb", "device", "versions",
-            "date", "params"}
+REQUIRED = {
+    "method",
+    "dataset",
+    "seed",
+    "n",
+    "acc",
+    "nmi",
+    "ari",
+    "wall_s",
+    "peak_mb",
+    "device",
+    "versions",
+    "date",
+    "params",
+}
 
 
 def deepclust(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "core.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_run_writes_assignments_and_one_json_line(tmp_path, digits):
@@ -22,8 +41,21 @@ def test_run_writes_assignments_and_one_json_line(tmp_path, digits):
     data = tmp_path / "digits.npz"
     data.write_bytes(npz_bytes(X=X, y=y))
     out, results = tmp_path / "labels.csv", tmp_path / "results.jsonl"
-    done = deepclust("run", str(data), "--method", "kmeans", "--clusters", "10", "--seed", "3",
-                     "--out", str(out), "--results", str(results), "--quiet")
+    done = deepclust(
+        "run",
+        str(data),
+        "--method",
+        "kmeans",
+        "--clusters",
+        "10",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--results",
+        str(results),
+        "--quiet",
+    )
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert REQUIRED <= set(record)
@@ -38,15 +70,30 @@ def test_run_keeps_the_history_scored_against_labels_and_sets_the_threads(tmp_pa
     X, y = digits
     data, history = tmp_path / "digits.npz", tmp_path / "history.jsonl"
     data.write_bytes(npz_bytes(X=X[:300], y=y[:300]))
-    done = deepclust("run", str(data), "--method", "ae_kmeans", "-k", "10", "--quiet", "--threads", "1",
-                     "--params", '{"pretrain_epochs": 2, "hidden_dims": [32]}', "--history-out", str(history))
+    done = deepclust(
+        "run",
+        str(data),
+        "--method",
+        "ae_kmeans",
+        "-k",
+        "10",
+        "--quiet",
+        "--threads",
+        "1",
+        "--params",
+        '{"pretrain_epochs": 2, "hidden_dims": [32]}',
+        "--history-out",
+        str(history),
+    )
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert record["versions"]["torch_threads"] == 1
     lines = [json.loads(line) for line in history.read_text().splitlines()]
     assert {"pretrain", "kmeans"} <= {line["phase"] for line in lines}
     scored = [line for line in lines if "metrics" in line]
-    assert scored and scored[-1]["metrics"]["acc"] == record["acc"]  # the final labels, scored as the result is
+    assert (
+        scored and scored[-1]["metrics"]["acc"] == record["acc"]
+    )  # the final labels, scored as the result is
 
 
 def test_run_refuses_bad_params_and_unknown_methods(tmp_path):
@@ -79,12 +126,21 @@ def test_run_shows_a_progress_bar_on_a_terminal_and_json_lines_when_piped(tmp_pa
     X, y = digits
     data = tmp_path / "digits.npz"
     data.write_bytes(npz_bytes(X=X[:300], y=y[:300]))
-    args = ["run", str(data), "--method", "ae_kmeans", "-k", "10", "--params",
-            '{"pretrain_epochs": 3, "hidden_dims": [32]}']
+    args = [
+        "run",
+        str(data),
+        "--method",
+        "ae_kmeans",
+        "-k",
+        "10",
+        "--params",
+        '{"pretrain_epochs": 3, "hidden_dims": [32]}',
+    ]
     terminal, stderr = pty.openpty()
     fcntl.ioctl(stderr, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # 120 columns
-    process = subprocess.Popen([sys.executable, "-m", "core.cli", *args], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=stderr)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr
+    )
     os.close(stderr)
     shown = b""
     while select.select([terminal], [], [], 300)[0]:

@@ -1,4 +1,5 @@
 """DCCF's loss terms against independent computations."""
+
 import pytest
 import torch
 
@@ -31,18 +32,24 @@ def test_hutchinson_estimate_is_unbiased(encoder):
 def test_penalty_gradient_reaches_every_encoder_layer(encoder):
     _, penalty = contractive_penalty(encoder, torch.randn(4, 12, dtype=torch.float64), "exact")
     penalty.sum().backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters() if p.dim() == 2)
+    assert all(
+        p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters() if p.dim() == 2
+    )
 
 
 def test_focal_loss_hard_and_soft_targets():
     s = torch.tensor([[0.9, 0.1], [0.4, 0.6]])
     t = torch.tensor([[0.8, 0.2], [0.7, 0.3]])
     # hard: p_t = s[i, argmax t_i] = 0.9 and 0.4
-    expected_hard = (-(0.1 ** 2) * torch.log(torch.tensor(0.9)) - (0.6 ** 2) * torch.log(torch.tensor(0.4))) / 2
+    expected_hard = (
+        -(0.1**2) * torch.log(torch.tensor(0.9)) - (0.6**2) * torch.log(torch.tensor(0.4))
+    ) / 2
     assert focal_loss(s, t, 2.0, "hard") == pytest.approx(expected_hard.item())
     expected_soft = -(t * (1 - s) ** 2 * s.log()).sum(dim=1).mean()
     assert focal_loss(s, t, 2.0, "soft") == pytest.approx(expected_soft.item())
-    assert focal_loss(s, t, 0.0, "hard") == pytest.approx(-(torch.log(torch.tensor([0.9, 0.4]))).mean().item())
+    assert focal_loss(s, t, 0.0, "hard") == pytest.approx(
+        -(torch.log(torch.tensor([0.9, 0.4]))).mean().item()
+    )
 
 
 def test_dccf_ablation_switches_turn_terms_off(digits):
@@ -52,9 +59,11 @@ def test_dccf_ablation_switches_turn_terms_off(digits):
 
     X = digits[0][:300]
     method = get_method("dccf")
-    params = method.Params(pretrain_epochs=1, epochs=2, contractive=False, focal=False, hidden_dims=(32,))
+    params = method.Params(
+        pretrain_epochs=1, epochs=2, contractive=False, focal=False, hidden_dims=(32,)
+    )
     ctx = Context(seed=0, device="cpu")
     result = method.fit(X, 5, params, ctx)
     losses = [h["losses"] for h in ctx.history if h["phase"] == "train" and "losses" in h]
-    assert losses and all(l["contractive"] == 0 and l["focal"] == 0 and l["kl"] > 0 for l in losses)
+    assert losses and all(t["contractive"] == 0 and t["focal"] == 0 and t["kl"] > 0 for t in losses)
     assert result.embedding.shape == (300, 5) and set(np.unique(result.labels)) <= set(range(5))

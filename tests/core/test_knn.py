@@ -1,4 +1,5 @@
 """The chunked kNN against scikit-learn's exact neighbours on real data."""
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +12,9 @@ from core.knn import knn
 @pytest.mark.parametrize("chunk_rows", [None, 7])
 def test_knn_matches_sklearn_on_digits(chunk_rows):
     X = load_digits().data.astype(np.float64)
-    expected_d, expected_i = NearestNeighbors(n_neighbors=5).fit(X).kneighbors()  # no X: each point left out
+    expected_d, expected_i = (
+        NearestNeighbors(n_neighbors=5).fit(X).kneighbors()
+    )  # no X: each point left out
     d, i = knn(torch.from_numpy(X), 5, chunk_rows=chunk_rows)
     np.testing.assert_allclose(d.numpy(), expected_d, rtol=1e-6, atol=1e-6)
     assert (i.numpy() != np.arange(len(X))[:, None]).all()
@@ -25,7 +28,9 @@ def test_knn_matches_sklearn_on_digits(chunk_rows):
 def test_knn_with_separate_queries_includes_exact_matches():
     X = torch.from_numpy(load_digits().data[:200].astype(np.float32))
     d, i = knn(X, 3, queries=X[:10])
-    assert (i[:, 0] == torch.arange(10)).all() and torch.allclose(d[:, 0], torch.zeros(10), atol=1e-3)
+    assert (i[:, 0] == torch.arange(10)).all() and torch.allclose(
+        d[:, 0], torch.zeros(10), atol=1e-3
+    )
 
 
 def test_knn_refuses_k_out_of_range():

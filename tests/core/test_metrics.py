@@ -38,7 +38,9 @@ def test_evaluate_matches_known_values_and_uses_arithmetic_nmi():
 
 def test_result_metrics_reports_sizes_and_silhouette_without_labels():
     rng = np.random.default_rng(0)
-    z = np.concatenate([rng.normal(0, 0.1, (20, 2)), rng.normal(5, 0.1, (20, 2))]).astype(np.float32)
+    z = np.concatenate([rng.normal(0, 0.1, (20, 2)), rng.normal(5, 0.1, (20, 2))]).astype(
+        np.float32
+    )
     labels = np.repeat([0, 1], 20)
     out = result_metrics(labels, z, 3)
     assert out["cluster_sizes"] == [20, 20, 0]

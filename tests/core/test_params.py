@@ -1,4 +1,5 @@
-"""Bounded, finite parameters for every method, and the memory check every job passes (issue #15)."""
+"""Bounded, finite parameters for every method, and the memory check every job passes (#15)."""
+
 import ctypes
 import glob
 import json
@@ -18,7 +19,8 @@ METHODS = sorted(_REGISTRY)
 
 
 def _numeric_schemas(schema: dict, path: str):
-    """(path, schema) of every number/integer in a property's schema: through anyOf, array items and tuples."""
+    """(path, schema) of every number/integer in a property's schema: through anyOf, array items
+    and tuples."""
     if schema.get("type") in ("number", "integer"):
         yield path, schema
     for option in schema.get("anyOf", []):
@@ -74,26 +76,50 @@ def test_every_method_fits_digits_with_its_defaults_and_publishes_a_max_n():
     assert 1000 < max_n < 20000
     assert dscnss.memory_bytes((max_n, 32, 32), 10, dscnss.Params()) <= budget
     assert dscnss.memory_bytes((max_n + 1, 32, 32), 10, dscnss.Params()) > budget
-    assert all(described[name]["max_n"] > 0 and "memory estimate" in described[name]["max_n_basis"]
-               for name in METHODS)
+    assert all(
+        described[name]["max_n"] > 0 and "memory estimate" in described[name]["max_n_basis"]
+        for name in METHODS
+    )
 
 
 def test_cli_runs_the_same_memory_check(tmp_path, digits):
     X, y = digits
     data = tmp_path / "digits.npz"
     data.write_bytes(npz_bytes(X=X, y=y))
-    done = subprocess.run([sys.executable, "-m", "core.cli", "run", str(data), "--method", "idec", "-k", "10",
-                           "--params", '{"hidden_dims": [100000, 100000, 100000, 100000]}', "--quiet"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2 and "GiB" in done.stderr and "hidden_dims=" in done.stderr, done.stderr
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "core.cli",
+            "run",
+            str(data),
+            "--method",
+            "idec",
+            "-k",
+            "10",
+            "--params",
+            '{"hidden_dims": [100000, 100000, 100000, 100000]}',
+            "--quiet",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "GiB" in done.stderr and "hidden_dims=" in done.stderr, (
+        done.stderr
+    )
     assert "Traceback" not in done.stderr
 
 
 # ---------------------------------------------------------------- estimates against measured peaks
 
+
 def _peak_rss_during(fn) -> int:
     """Bytes the resident set grew to above its level at the start of fn() (Linux: VmHWM reset)."""
-    ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed heap back to the system, so reuse cannot hide growth
+    ctypes.CDLL("libc.so.6").malloc_trim(
+        0
+    )  # freed heap back to the system, so reuse cannot hide growth
     with open("/proc/self/clear_refs", "w") as refs:
         refs.write("5")
 
@@ -110,12 +136,17 @@ TINY = {  # a short run of every phase, default architectures
     "kmeans": ("vectors", {"n_init": 2}),
     "dec": ("vectors", {"pretrain_epochs": 1, "maxiter": 20, "n_init": 2}),
     "dccf": ("vectors", {"pretrain_epochs": 1, "epochs": 1, "n_init": 2}),
-    "dscnss": ("images", {"pretrain_epochs": 1, "j1_epochs_first": 2, "j1_epochs": 1, "rounds": 1, "j2_epochs": 2}),
+    "dscnss": (
+        "images",
+        {"pretrain_epochs": 1, "j1_epochs_first": 2, "j1_epochs": 1, "rounds": 1, "j2_epochs": 2},
+    ),
     "iciclegcn": ("vectors", {"features_pretrain_epochs": 1, "stage2_epochs": 2, "n_init": 2}),
 }
 
 
-@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux's VmHWM reset")
+@pytest.mark.skipif(
+    not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux's VmHWM reset"
+)
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_memory_estimate_bounds_the_measured_peak(name, digits):
     import torch
@@ -126,7 +157,9 @@ def test_memory_estimate_bounds_the_measured_peak(name, digits):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        method.fit(X, 10, p, Context(seed=0, device="cpu"))  # warm-up: libraries' lazy state is not the job's
+        method.fit(
+            X, 10, p, Context(seed=0, device="cpu")
+        )  # warm-up: libraries' lazy state is not the job's
         peak = _peak_rss_during(lambda: method.fit(X, 10, p, Context(seed=0, device="cpu")))
     finally:
         torch.set_num_threads(threads)

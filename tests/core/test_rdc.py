@@ -1,5 +1,6 @@
 """R-DC: its building blocks against independent computations (the method through the service:
 tests/service/test_rdc_service.py)."""
+
 import numpy as np
 import pytest
 import torch
@@ -63,18 +64,29 @@ def test_neighbour_purity():
 
 
 def test_proximity_filter_rules_and_reliable_neighbours():
-    dist = torch.tensor([[1.0, 1.2, 1.5, 1.9],   # r = 0.53
-                         [0.1, 0.2, 0.9, 1.0],   # r = 0.10
-                         [0.5, 0.5, 0.6, 0.8]])  # r = 0.63
+    dist = torch.tensor(
+        [
+            [1.0, 1.2, 1.5, 1.9],  # r = 0.53
+            [0.1, 0.2, 0.9, 1.0],  # r = 0.10
+            [0.5, 0.5, 0.6, 0.8],
+        ]
+    )  # r = 0.63
     core, kept = proximity_filter(dist, alpha_core=0.6, beta_nn=0.6, core_rule="below")
     assert core.tolist() == [True, True, False]
     # paper: D_j - D_1 < beta per point
-    assert kept.tolist() == [[True, True, True, False], [True, True, False, False], [True, True, True, True]]
+    assert kept.tolist() == [
+        [True, True, True, False],
+        [True, True, False, False],
+        [True, True, True, True],
+    ]
     assert proximity_filter(dist, 0.6, 0.6, core_rule="above")[0].tolist() == [False, False, True]
-    # code: D_1 replaced by a running minimum over core points, started at the last point's D_1 (0.5)
+    # code: D_1 replaced by a running minimum over core points, from the last point's D_1 (0.5)
     _, kept_code = proximity_filter(dist, 0.6, 0.6, filter_mode="code", core_rule="below")
-    assert kept_code.tolist() == [[True, False, False, False], [True, True, False, False],
-                                  [True, True, True, False]]
+    assert kept_code.tolist() == [
+        [True, False, False, False],
+        [True, True, False, False],
+        [True, True, True, False],
+    ]
     _, kept_median = proximity_filter(dist, 0.6, 0.6, beta_scale="median")  # beta = 0.6 * 0.5
     assert kept_median[0].tolist() == [True, True, False, False]
 
@@ -82,19 +94,26 @@ def test_proximity_filter_rules_and_reliable_neighbours():
 def test_neighbour_centroids_and_losses():
     z = torch.randn(6, 3)
     idx = torch.tensor([[1, 2], [0, 2], [0, 1], [4, 5], [3, 5], [3, 4]])
-    kept = torch.tensor([[True, False], [True, True], [True, True], [False, False], [True, True], [True, False]])
+    kept = torch.tensor(
+        [[True, False], [True, True], [True, True], [False, False], [True, True], [True, False]]
+    )
     c = neighbour_centroids(z, idx, kept)
     expected = [z[1], (z[0] + z[2]) / 2, (z[0] + z[1]) / 2, torch.zeros(3), (z[3] + z[5]) / 2, z[3]]
     assert torch.allclose(c, torch.stack(expected))
     x_hat, y, pull = torch.randn(6, 5), torch.randn(6, 5), torch.tensor([1.0, 1, 0, 0, 1, 1])
     latent, reconstruction = proximity_losses(z, x_hat, c, y, pull)
-    assert latent == pytest.approx(sum(pull[i] * ((z[i] - c[i]) ** 2).mean() for i in range(6)).item() / 6)
+    assert latent == pytest.approx(
+        sum(pull[i] * ((z[i] - c[i]) ** 2).mean() for i in range(6)).item() / 6
+    )
     assert reconstruction == pytest.approx(((x_hat - y) ** 2).mean().item())
 
 
 def test_acai_losses_follow_the_equations():
     torch.manual_seed(0)
-    model, critic = MLPAutoencoder(6, (8,), 3).double(), critic_network(6, RDCParams(hidden_dims=(8,), embedding_dim=3)).double()
+    model, critic = (
+        MLPAutoencoder(6, (8,), 3).double(),
+        critic_network(6, RDCParams(hidden_dims=(8,), embedding_dim=3)).double(),
+    )
     x, alpha, gamma = torch.rand(4, 6, dtype=torch.float64), torch.rand(4, dtype=torch.float64), 0.3
     terms = acai_losses(model, critic, x, alpha, gamma, acai_lambda=0.5)
     ae_loss, critic_loss = terms["total"], terms["critic"]
@@ -103,8 +122,12 @@ def test_acai_losses_follow_the_equations():
         x_hat = model.decoder(z)
         mixed = model.decoder(alpha[:, None] * z + (1 - alpha[:, None]) * z[[3, 2, 1, 0]])
         c_mixed, c_blend = critic(mixed).mean(1), critic(gamma * x + (1 - gamma) * x_hat).mean(1)
-    assert ae_loss.item() == pytest.approx((((x_hat - x) ** 2).mean() + 0.5 * (c_mixed ** 2).mean()).item())
-    assert critic_loss.item() == pytest.approx((((c_mixed - alpha) ** 2).mean() + (c_blend ** 2).mean()).item())
+    assert ae_loss.item() == pytest.approx(
+        (((x_hat - x) ** 2).mean() + 0.5 * (c_mixed**2).mean()).item()
+    )
+    assert critic_loss.item() == pytest.approx(
+        (((c_mixed - alpha) ** 2).mean() + (c_blend**2).mean()).item()
+    )
 
 
 def test_shift_rotate_is_per_sample_and_identity_at_zero():
@@ -122,13 +145,22 @@ def test_rdc_without_n_clusters_uses_dbscan_and_the_ablation_switches(digits):
 
     X = digits[0][:400]
     method = get_method("rdc")
-    tiny = {"hidden_dims": (32,), "pretrain_epochs": 2, "maxiter": 20, "refresh_interval": 10, "n_init": 2}
+    tiny = {
+        "hidden_dims": (32,),
+        "pretrain_epochs": 2,
+        "maxiter": 20,
+        "refresh_interval": 10,
+        "n_init": 2,
+    }
     result = method.fit(X, None, method.Params(**tiny), Context(seed=0, device="cpu"))
     assert result.diagnostics["n_clusters_found"] == len(np.unique(result.labels)) >= 1
     assert "dbscan_eps" in result.diagnostics and result.labels.min() == 0
     ctx = Context(seed=0, device="cpu")
     none = method.fit(X, 5, method.Params(**tiny, phase2="none"), ctx)
-    assert not any(h["phase"] == "refresh" for h in ctx.history) and none.diagnostics["n_clusters_found"] == 5
+    assert (
+        not any(h["phase"] == "refresh" for h in ctx.history)
+        and none.diagnostics["n_clusters_found"] == 5
+    )
     ctx = Context(seed=0, device="cpu")
     method.fit(X, 5, method.Params(**tiny, phase2="dec"), ctx)
     assert any(h["phase"] == "cluster" and "delta_label" in h for h in ctx.history)

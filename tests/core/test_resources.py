@@ -1,7 +1,14 @@
 """Memory limits for methods with n x n matrices: the arithmetic and the device check."""
+
 import pytest
 
-from core.resources import MemoryBudgetError, ensure_fits, free_memory_bytes, largest_n, size_problem
+from core.resources import (
+    MemoryBudgetError,
+    ensure_fits,
+    free_memory_bytes,
+    largest_n,
+    size_problem,
+)
 
 
 def four_n_squared_floats(shape):
@@ -18,7 +25,11 @@ def test_largest_n_is_the_exact_boundary():
 def test_size_problem_names_the_limit_and_passes_what_fits():
     assert size_problem(four_n_squared_floats, (1000, 8, 8), 16 * 1000**2, "the budget") is None
     problem = size_problem(four_n_squared_floats, (2000, 8, 8), 16 * 1000**2, "the budget")
-    assert "2000 samples" in problem and "at most 1000 samples" in problem and "the budget has 0.01 GiB" in problem
+    assert (
+        "2000 samples" in problem
+        and "at most 1000 samples" in problem
+        and "the budget has 0.01 GiB" in problem
+    )
 
 
 def test_ensure_fits_refuses_more_than_the_free_memory():

@@ -83,7 +83,7 @@ def api_processes(database, tmp_path_factory):
         )
         bases.append(f"http://127.0.0.1:{port}")
     deadline = time.time() + 120
-    for process, base in zip(processes, bases):
+    for process, base in zip(processes, bases, strict=True):
         while True:
             try:
                 if httpx.get(f"{base}/health", timeout=2).status_code == 200:
@@ -331,7 +331,9 @@ def test_creating_a_job_on_a_dataset(anonymous, world, who):
             headers=world["headers"][who],
         )
         assert response.status_code == missing.status_code == 404
-        assert response.json()["detail"] == missing.json()["detail"].replace("e" * 32, world["dataset"])
+        assert response.json()["detail"] == missing.json()["detail"].replace(
+            "e" * 32, world["dataset"]
+        )
     else:
         assert response.status_code == 401
 
@@ -621,7 +623,9 @@ def test_retention_sweep_removes_old_results_unused_data_and_orphans_but_never_a
     removed = sweep()
 
     assert removed["jobs"] >= 1 and removed["datasets"] >= 2 and removed["orphan_blobs"] >= 2
-    get = lambda url: anonymous.get(url, headers=headers).status_code
+    def get(url: str) -> int:
+        return anonymous.get(url, headers=headers).status_code
+
     assert (
         get(f"/jobs/{done}") == 404
         and get(f"/datasets/{finished_on}") == 404

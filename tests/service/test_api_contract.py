@@ -1,6 +1,7 @@
 """The HTTP contract: bounded pagination, one 422 shape, a full `Allow` on 405, liveness apart
 from readiness, every error status and enum in the OpenAPI schema, and POST /jobs serialised
 against DELETE /datasets (a job accepted with 202 is never deleted with its dataset)."""
+
 import io
 import json
 import threading
@@ -32,7 +33,11 @@ def test_every_422_detail_is_a_list_of_loc_msg_type(client, digits_id):
     responses = [
         client.post("/jobs", json={"dataset_id": digits_id, "method": "nope", "n_clusters": 3}),
         client.post("/jobs", json={"dataset_id": digits_id, "method": "kmeans", "n_clusters": 1}),
-        client.post("/datasets", params={"name": "x.csv", "label_column": "klass"}, content=b"a,b\n1,2\n3,4\n"),
+        client.post(
+            "/datasets",
+            params={"name": "x.csv", "label_column": "klass"},
+            content=b"a,b\n1,2\n3,4\n",
+        ),
         client.post("/datasets", content=npy(np.ones((3, 2)))),  # no name, no format
         client.post("/datasets", files={"other": ("x", b"1")}, data={"field": "v"}),  # no file part
         client.get("/jobs", params={"limit": 0}),
@@ -62,17 +67,27 @@ def test_malformed_ids_are_404_without_reaching_the_database(client):
 def test_health_is_liveness_and_ready_checks_database_and_broker(client):
     assert client.get("/health").json()["status"] == "ok"
     ready = client.get("/ready")
-    assert ready.status_code == 200 and ready.json() == {"status": "ready", "database": "ok", "broker": "ok"}
+    assert ready.status_code == 200 and ready.json() == {
+        "status": "ready",
+        "database": "ok",
+        "broker": "ok",
+    }
 
 
 def test_ready_is_503_naming_the_broker_when_it_is_down(client, monkeypatch):
     from worker import celery_app
 
-    monkeypatch.setattr(celery_app.settings, "broker_url", "redis://127.0.0.1:1/0")  # nothing listens
+    monkeypatch.setattr(
+        celery_app.settings, "broker_url", "redis://127.0.0.1:1/0"
+    )  # nothing listens
     response = client.get("/ready")
     assert response.status_code == 503
     body = response.json()
-    assert body["status"] == "unavailable" and body["database"] == "ok" and "Connection" in body["broker"]
+    assert (
+        body["status"] == "unavailable"
+        and body["database"] == "ok"
+        and "Connection" in body["broker"]
+    )
     assert client.get("/health").status_code == 200  # liveness does not depend on the broker
 
 
@@ -106,8 +121,10 @@ def test_job_submission_and_dataset_deletion_are_serialised(client):
     """30 concurrent pairs: either the job is refused (the dataset is gone) or the delete is
     (the job is active); every job accepted with 202 still exists afterwards; no 500."""
     X = np.random.default_rng(0).random((20, 3))
-    dataset_ids = [client.post("/datasets", params={"name": f"race{i}.npy"}, content=npy(X)).json()["id"]
-                   for i in range(30)]
+    dataset_ids = [
+        client.post("/datasets", params={"name": f"race{i}.npy"}, content=npy(X)).json()["id"]
+        for i in range(30)
+    ]
     outcomes: dict[str, dict] = {d: {} for d in dataset_ids}
     barrier = threading.Barrier(2 * len(dataset_ids))
 
@@ -119,13 +136,20 @@ def test_job_submission_and_dataset_deletion_are_serialised(client):
             outcomes[dataset_id][key] = exc
 
     def submit_one(dataset_id):
-        call(dataset_id, "job", lambda: client.post(
-            "/jobs", json={"dataset_id": dataset_id, "method": "kmeans", "n_clusters": 2}))
+        call(
+            dataset_id,
+            "job",
+            lambda: client.post(
+                "/jobs", json={"dataset_id": dataset_id, "method": "kmeans", "n_clusters": 2}
+            ),
+        )
 
     def delete_one(dataset_id):
         call(dataset_id, "delete", lambda: client.delete(f"/datasets/{dataset_id}"))
 
-    threads = [threading.Thread(target=f, args=(d,)) for d in dataset_ids for f in (submit_one, delete_one)]
+    threads = [
+        threading.Thread(target=f, args=(d,)) for d in dataset_ids for f in (submit_one, delete_one)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -134,7 +158,10 @@ def test_job_submission_and_dataset_deletion_are_serialised(client):
     for outcome in outcomes.values():
         job, delete = outcome["job"], outcome["delete"]
         assert not isinstance(job, Exception) and not isinstance(delete, Exception), (job, delete)
-        assert job.status_code in (202, 404) and delete.status_code in (204, 409), (job.text, delete.text)
+        assert job.status_code in (202, 404) and delete.status_code in (204, 409), (
+            job.text,
+            delete.text,
+        )
         if job.status_code == 202:
             accepted.append(job.json()["id"])
             assert delete.status_code == 409, "the dataset was deleted under an accepted job"
@@ -173,8 +200,10 @@ def test_a_queued_job_whose_message_was_lost_is_sent_again(client, worker, digit
 
     monkeypatch.setattr(celery_app.settings, "requeue_queued_after_s", 2.0)
     with session_scope() as session:
-        ids = [create_job(session, digits_id, "kmeans", 10, {"n_init": 2, "max_iter": 50}, seed).id
-               for seed in range(2)]
+        ids = [
+            create_job(session, digits_id, "kmeans", 10, {"n_init": 2, "max_iter": 50}, seed).id
+            for seed in range(2)
+        ]
         session.get(Job, ids[0]).enqueued_at = utcnow() - timedelta(hours=1)
     jobs = [wait_for(client, job_id, timeout=90) for job_id in ids]
     assert [j["status"] for j in jobs] == ["succeeded"] * 2, jobs

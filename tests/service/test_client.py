@@ -199,7 +199,9 @@ def test_a_quiet_stream_keeps_alive_stops_when_the_client_leaves_and_at_its_time
         job_routes, "_poll_events", lambda *args: polls.append(1) or real_poll(*args)
     )
     monkeypatch.setattr(job_routes, "KEEPALIVE_S", 0.3)
-    with httpx.stream("GET", f"{server}/jobs/{job.id}/events", headers=AUTH, timeout=30) as response:
+    with httpx.stream(
+        "GET", f"{server}/jobs/{job.id}/events", headers=AUTH, timeout=30
+    ) as response:
         lines = response.iter_lines()
         assert [next(lines) for _ in range(4)] == [": keep-alive", "", ": keep-alive", ""]
     time.sleep(1.0)  # the server notices at its next poll
@@ -373,7 +375,6 @@ def test_a_failed_job_exits_the_cli_non_zero_and_raises_job_failed(api, server, 
 
 def test_cli_cancel_status_and_jobs(api, server, digits_dataset):
     from deepclust_client import Conflict, JobCancelled
-
     from persistence.db import session_scope
     from persistence.repository import create_job
 

@@ -1,4 +1,5 @@
 """Uploads: every format round-trips, bad input gets a 4xx naming the problem and stores nothing."""
+
 import hashlib
 import io
 
@@ -16,7 +17,9 @@ def dataset_count(client) -> int:
 def test_npz_upload_round_trips_shape_labels_ids_and_checksum(client, digits):
     X, y = digits
     ids = np.array([f"img-{i}" for i in range(len(X))])
-    response = client.post("/datasets", files={"file": ("digits.npz", npz_bytes(X=X, y=y, ids=ids))})
+    response = client.post(
+        "/datasets", files={"file": ("digits.npz", npz_bytes(X=X, y=y, ids=ids))}
+    )
     assert response.status_code == 201, response.text
     body = response.json()
     assert response.headers["location"] == f"/datasets/{body['id']}"
@@ -32,27 +35,39 @@ def test_raw_body_npy_upload_keeps_image_channels(client):
     X = np.random.default_rng(0).random((5, 4, 3, 2)).astype(np.float32)
     buffer = io.BytesIO()
     np.save(buffer, X)
-    response = client.post("/datasets", params={"name": "tiny.npy"}, content=buffer.getvalue(),
-                           headers={"content-type": "application/octet-stream"})
+    response = client.post(
+        "/datasets",
+        params={"name": "tiny.npy"},
+        content=buffer.getvalue(),
+        headers={"content-type": "application/octet-stream"},
+    )
     assert response.status_code == 201, response.text
     assert response.json()["shape"] == [5, 4, 3, 2] and not response.json()["has_labels"]
 
 
 def test_csv_upload_with_label_and_id_columns(client):
     csv = "id,a,b,label\nx1,1.0,2.0,cat\nx2,1.5,2.5,dog\nx3,9.0,9.5,cat\n"
-    response = client.post("/datasets", params={"label_column": "label", "id_column": "id"},
-                           files={"file": ("pets.csv", csv.encode())})
+    response = client.post(
+        "/datasets",
+        params={"label_column": "label", "id_column": "id"},
+        files={"file": ("pets.csv", csv.encode())},
+    )
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["shape"] == [3, 2] and body["n_classes"] == 2 and body["has_ids"]
 
 
 def test_parquet_upload(client):
-    frame = pd.DataFrame({"f0": [0.0, 1.0, 2.0, 3.0], "f1": [1.0, 1.0, 0.0, 0.0], "y": [0, 0, 1, 1]})
+    frame = pd.DataFrame(
+        {"f0": [0.0, 1.0, 2.0, 3.0], "f1": [1.0, 1.0, 0.0, 0.0], "y": [0, 0, 1, 1]}
+    )
     buffer = io.BytesIO()
     frame.to_parquet(buffer)
-    response = client.post("/datasets", params={"label_column": "y"},
-                           files={"file": ("table.parquet", buffer.getvalue())})
+    response = client.post(
+        "/datasets",
+        params={"label_column": "y"},
+        files={"file": ("table.parquet", buffer.getvalue())},
+    )
     assert response.status_code == 201, response.text
     assert response.json()["shape"] == [4, 2] and response.json()["has_labels"]
 
@@ -97,7 +112,9 @@ def test_bad_upload_is_refused_with_422_and_stores_nothing(client, filename, con
 
 
 def test_unknown_label_column_is_named_in_the_error(client):
-    response = client.post("/datasets", params={"label_column": "klass"}, files={"file": ("a.csv", b"a,b\n1,2\n3,4\n")})
+    response = client.post(
+        "/datasets", params={"label_column": "klass"}, files={"file": ("a.csv", b"a,b\n1,2\n3,4\n")}
+    )
     assert response.status_code == 422 and "klass" in response.json()["detail"][0]["msg"]
 
 
@@ -118,7 +135,9 @@ def test_raw_body_without_a_name_or_format_is_refused(client):
 
 
 def test_delete_removes_dataset_and_unknown_ids_are_404(client):
-    created = client.post("/datasets", params={"name": "gone.npy"}, content=npy(np.ones((3, 2)))).json()
+    created = client.post(
+        "/datasets", params={"name": "gone.npy"}, content=npy(np.ones((3, 2)))
+    ).json()
     assert client.delete(f"/datasets/{created['id']}").status_code == 204
     assert client.get(f"/datasets/{created['id']}").status_code == 404
     assert client.delete(f"/datasets/{created['id']}").status_code == 404

@@ -1,6 +1,7 @@
 """Checks of the deployment files (Dockerfile, .dockerignore, docker-compose*.yml) that need
 no Docker engine: their structure, that they agree with each other and with the code, and
 that the modules and commands they name exist and import."""
+
 from __future__ import annotations
 
 import json
@@ -27,17 +28,58 @@ API_CMD = ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]
 
 # Top-level and service-level keys of the Compose Specification (a subset of the service
 # keys, enough to catch a misspelt or misplaced key; jsonschema is not a dependency here).
-TOP_LEVEL_KEYS = {"version", "name", "include", "services", "networks", "volumes", "configs", "secrets", "models"}
+TOP_LEVEL_KEYS = {
+    "version",
+    "name",
+    "include",
+    "services",
+    "networks",
+    "volumes",
+    "configs",
+    "secrets",
+    "models",
+}
 SERVICE_KEYS = {
-    "build", "image", "command", "entrypoint", "environment", "env_file", "ports", "expose", "volumes",
-    "depends_on", "healthcheck", "restart", "deploy", "stop_grace_period", "stop_signal", "shm_size",
-    "user", "working_dir", "networks", "labels", "logging", "ulimits", "init", "profiles", "container_name",
-    "hostname", "extra_hosts", "tmpfs", "mem_limit", "cpus", "gpus", "runtime", "ipc", "develop",
+    "build",
+    "image",
+    "command",
+    "entrypoint",
+    "environment",
+    "env_file",
+    "ports",
+    "expose",
+    "volumes",
+    "depends_on",
+    "healthcheck",
+    "restart",
+    "deploy",
+    "stop_grace_period",
+    "stop_signal",
+    "shm_size",
+    "user",
+    "working_dir",
+    "networks",
+    "labels",
+    "logging",
+    "ulimits",
+    "init",
+    "profiles",
+    "container_name",
+    "hostname",
+    "extra_hosts",
+    "tmpfs",
+    "mem_limit",
+    "cpus",
+    "gpus",
+    "runtime",
+    "ipc",
+    "develop",
 }
 DEPENDS_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 
 
 # --------------------------------------------------------------------------- helpers
+
 
 def load_yaml(path: Path) -> dict:
     data = yaml.safe_load(path.read_text())
@@ -47,7 +89,9 @@ def load_yaml(path: Path) -> dict:
 
 def interpolate(value: str, env: dict[str, str]) -> str:
     """Compose's variable interpolation: $$, ${VAR}, ${VAR:-default}, ${VAR-default}, $VAR."""
-    pattern = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
+    pattern = re.compile(
+        r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))"
+    )
 
     def replace(match: re.Match) -> str:
         escaped, name, op, default, bare = match.groups()
@@ -110,8 +154,14 @@ def copy_sources() -> list[str]:
 def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     full_env = {**os.environ, **env}
     full_env.pop("PYTHONPATH", None)  # the image has none: the project is pip-installed / cwd
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=full_env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +181,7 @@ def app_env(services) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- compose file
 
+
 def test_compose_has_the_five_services_and_only_known_keys(compose, services):
     assert set(services) == SERVICES
     unknown_top = {k for k in compose if not k.startswith("x-")} - TOP_LEVEL_KEYS
@@ -147,7 +198,9 @@ def test_named_volumes_are_declared(compose, services):
         for volume in service.get("volumes") or []:
             source = volume.split(":", 1)[0] if isinstance(volume, str) else volume.get("source")
             if source and not source.startswith((".", "/", "~")):
-                assert source in declared, f"{name}: volume {source!r} is not declared at the top level"
+                assert source in declared, (
+                    f"{name}: volume {source!r} is not declared at the top level"
+                )
 
 
 def test_postgres_is_pinned_below_18_with_its_data_path_and_healthcheck(services):
@@ -169,14 +222,19 @@ def test_redis_never_evicts_and_has_a_healthcheck(services):
     assert argv(redis["healthcheck"]["test"])[-2:] == ["redis-cli", "ping"]
 
 
-@pytest.mark.parametrize("service, expected", [
-    ("migrate", {"postgres": "service_healthy"}),
-    ("api", {"migrate": "service_completed_successfully", "redis": "service_healthy"}),
-    ("worker", {"migrate": "service_completed_successfully", "redis": "service_healthy"}),
-])
+@pytest.mark.parametrize(
+    "service, expected",
+    [
+        ("migrate", {"postgres": "service_healthy"}),
+        ("api", {"migrate": "service_completed_successfully", "redis": "service_healthy"}),
+        ("worker", {"migrate": "service_completed_successfully", "redis": "service_healthy"}),
+    ],
+)
 def test_depends_on_conditions(services, service, expected):
     depends_on = services[service]["depends_on"]
-    assert isinstance(depends_on, dict), f"{service}: depends_on needs the long form to carry conditions"
+    assert isinstance(depends_on, dict), (
+        f"{service}: depends_on needs the long form to carry conditions"
+    )
     for dependency, spec in depends_on.items():
         assert dependency in services, f"{service} depends on the unknown service {dependency}"
         assert spec.get("condition") in DEPENDS_CONDITIONS, f"{service} -> {dependency}: {spec}"
@@ -188,10 +246,13 @@ def test_healthchecks_exist_for_what_others_wait_on(services):
     for name, service in services.items():
         for dependency, spec in (service.get("depends_on") or {}).items():
             if spec.get("condition") == "service_healthy":
-                assert "healthcheck" in services[dependency], f"{name} waits for {dependency}'s health"
+                assert "healthcheck" in services[dependency], (
+                    f"{name} waits for {dependency}'s health"
+                )
             if spec.get("condition") == "service_completed_successfully":
-                assert services[dependency].get("restart", "no") == "no", \
+                assert services[dependency].get("restart", "no") == "no", (
                     f"{dependency} must run once to 'complete'"
+                )
 
 
 @pytest.mark.parametrize("service", APP_SERVICES)
@@ -208,16 +269,25 @@ def test_app_services_are_built_here_and_share_the_environment(services, app_env
 def test_app_environment_points_at_the_compose_services(services, app_env):
     postgres_env = env_of(services["postgres"])
     database = app_env["DEEPCLUST_DATABASE_URL"]
-    expected = (f"postgresql://{postgres_env['POSTGRES_USER']}:{postgres_env['POSTGRES_PASSWORD']}"
-                f"@postgres:5432/{postgres_env['POSTGRES_DB']}")
+    expected = (
+        f"postgresql://{postgres_env['POSTGRES_USER']}:{postgres_env['POSTGRES_PASSWORD']}"
+        f"@postgres:5432/{postgres_env['POSTGRES_DB']}"
+    )
     assert database == expected
     assert re.fullmatch(r"redis://redis:6379/\d+", app_env["DEEPCLUST_BROKER_URL"])
     assert app_env["DEEPCLUST_BLOB_STORE"] == "database"
     # The password default is shared, so overriding POSTGRES_PASSWORD changes both places.
     raw_db = services["api"]["environment"]["DEEPCLUST_DATABASE_URL"]
-    assert interpolate(raw_db, {"POSTGRES_PASSWORD": "s3cret"}).startswith("postgresql://deepclust:s3cret@")
-    assert interpolate(services["postgres"]["environment"]["POSTGRES_PASSWORD"],
-                       {"POSTGRES_PASSWORD": "s3cret"}) == "s3cret"
+    assert interpolate(raw_db, {"POSTGRES_PASSWORD": "s3cret"}).startswith(
+        "postgresql://deepclust:s3cret@"
+    )
+    assert (
+        interpolate(
+            services["postgres"]["environment"]["POSTGRES_PASSWORD"],
+            {"POSTGRES_PASSWORD": "s3cret"},
+        )
+        == "s3cret"
+    )
 
 
 def test_settings_read_the_compose_environment(app_env, monkeypatch):
@@ -238,12 +308,18 @@ def test_settings_read_the_compose_environment(app_env, monkeypatch):
 def test_worker_command_and_shutdown(services, app_env):
     worker = services["worker"]
     command = argv(worker["command"])
-    assert command[:2] == ["celery", "-A"] and command[2] == "worker.celery_app" and command[3] == "worker"
+    assert (
+        command[:2] == ["celery", "-A"]
+        and command[2] == "worker.celery_app"
+        and command[3] == "worker"
+    )
     assert command[command.index("-P") + 1] == "prefork"
     assert command[command.index("-c") + 1] == "1"
     assert "--max-tasks-per-child=1" in command
     queue = app_env.get("DEEPCLUST_QUEUE", "deepclust")
-    assert command[command.index("-Q") + 1] == queue, "the worker must consume the queue the API sends to"
+    assert command[command.index("-Q") + 1] == queue, (
+        "the worker must consume the queue the API sends to"
+    )
     assert worker["stop_grace_period"] == "2m"
     assert worker["shm_size"] == "2gb"
 
@@ -265,15 +341,20 @@ def test_api_port_and_healthcheck(services):
 
 
 def test_commands_come_from_pinned_requirements(services):
-    requirements = {re.split(r"[=<>\[ ]", line.strip(), maxsplit=1)[0].lower()
-                    for line in (ROOT / "requirements.txt").read_text().splitlines()
-                    if line.strip() and not line.startswith("#")}
+    requirements = {
+        re.split(r"[=<>\[ ]", line.strip(), maxsplit=1)[0].lower()
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     for name in APP_SERVICES:
         executable = argv(services[name].get("command", API_CMD))[0]
-        assert executable in requirements, f"{name} runs {executable!r}, which requirements.txt does not install"
+        assert executable in requirements, (
+            f"{name} runs {executable!r}, which requirements.txt does not install"
+        )
 
 
 # --------------------------------------------------------------------------- GPU override
+
 
 def test_gpu_override_reserves_one_nvidia_gpu_for_the_worker(services):
     from persistence.settings import Settings
@@ -282,14 +363,21 @@ def test_gpu_override_reserves_one_nvidia_gpu_for_the_worker(services):
     assert set(override["services"]) == {"worker", "api"}
     # the API cannot see the worker's GPU, so it is told the memory budget by a real setting
     budget = override["services"]["api"]["environment"]["DEEPCLUST_MEMORY_BUDGET_MB"]
-    assert budget.startswith("${DEEPCLUST_MEMORY_BUDGET_MB:-") and "memory_budget_mb" in Settings.model_fields
+    assert (
+        budget.startswith("${DEEPCLUST_MEMORY_BUDGET_MB:-")
+        and "memory_budget_mb" in Settings.model_fields
+    )
     assert set(override["services"]) <= set(services), "the override names a service the base lacks"
     devices = override["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
-    assert "docker compose -f docker-compose.yml -f docker-compose.gpu.yml up" in COMPOSE_GPU.read_text()
+    assert (
+        "docker compose -f docker-compose.yml -f docker-compose.gpu.yml up"
+        in COMPOSE_GPU.read_text()
+    )
 
 
 # --------------------------------------------------------------------------- Dockerfile
+
 
 def test_dockerfile_base_user_port_and_cmd():
     instructions = dockerfile_instructions()
@@ -297,10 +385,14 @@ def test_dockerfile_base_user_port_and_cmd():
     assert instructions[0] == ("FROM", "python:3.11-slim")
     assert ("EXPOSE", "8000") in instructions
     cmd = [args for name, args in instructions if name == "CMD"]
-    assert len(cmd) == 1 and json.loads(cmd[0]) == API_CMD, "CMD must be the exec form of the API command"
+    assert len(cmd) == 1 and json.loads(cmd[0]) == API_CMD, (
+        "CMD must be the exec form of the API command"
+    )
     users = [args for name, args in instructions if name == "USER"]
     assert users and users[-1] not in {"root", "0", "0:0"}
-    assert names.index("USER") > max(i for i, n in enumerate(names) if n == "RUN"), "installs run before USER"
+    assert names.index("USER") > max(i for i, n in enumerate(names) if n == "RUN"), (
+        "installs run before USER"
+    )
 
 
 def test_dockerfile_installs_requirements_and_the_project():
@@ -320,33 +412,46 @@ def test_dockerfile_copies_exist_and_cover_the_packages():
         return  # everything is copied
     assert {"requirements.txt", "pyproject.toml", "alembic.ini"} <= copied
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+    packages = {
+        p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    }
     assert packages <= copied, f"packages not copied into the image: {packages - copied}"
 
 
 def test_dockerignore_excludes_local_state_but_nothing_copied():
-    patterns = {line.strip().rstrip("/") for line in DOCKERIGNORE.read_text().splitlines()
-                if line.strip() and not line.startswith("#")}
+    patterns = {
+        line.strip().rstrip("/")
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert {".git", ".venv", "var", "bench/cache"} <= patterns
     assert any("__pycache__" in p for p in patterns)
     for source in copy_sources():
-        assert source.rstrip("/") not in patterns, f"{source} is copied but excluded by .dockerignore"
+        assert source.rstrip("/") not in patterns, (
+            f"{source} is copied but excluded by .dockerignore"
+        )
 
 
 # --------------------------------------------------------------------------- modules the files name
 
+
 def test_api_module_imports_and_serves_health(app_env):
     module, _, attribute = API_CMD[1].partition(":")
-    result = run_python(f"import json, {module} as m; print(json.dumps(sorted(m.{attribute}.openapi()['paths'])))",
-                        app_env)
+    result = run_python(
+        f"import json, {module} as m; print(json.dumps(sorted(m.{attribute}.openapi()['paths'])))",
+        app_env,
+    )
     assert result.returncode == 0, result.stderr
     assert {"/health", "/ready"} <= set(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
 def test_worker_module_imports_as_a_celery_app(services, app_env):
     module = argv(services["worker"]["command"])[2]
-    result = run_python(f"import celery, {module} as m; assert isinstance(m.app, celery.Celery); "
-                        f"print(m.app.conf.task_default_queue)", app_env)
+    result = run_python(
+        f"import celery, {module} as m; assert isinstance(m.app, celery.Celery); "
+        f"print(m.app.conf.task_default_queue)",
+        app_env,
+    )
     assert result.returncode == 0, result.stderr
     command = argv(services["worker"]["command"])
     assert result.stdout.strip() == command[command.index("-Q") + 1]
@@ -355,7 +460,6 @@ def test_worker_module_imports_as_a_celery_app(services, app_env):
 def test_alembic_finds_its_config_and_migrations_from_the_workdir(app_env):
     # `alembic upgrade head` in the image runs in WORKDIR /app, the repository root here.
     assert (ROOT / "alembic.ini").is_file()
-    result = run_python("from alembic.config import main; main(argv=['heads'])",
-                        app_env)
+    result = run_python("from alembic.config import main; main(argv=['heads'])", app_env)
     assert result.returncode == 0, result.stderr
     assert "(head)" in result.stdout

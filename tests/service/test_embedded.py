@@ -2,6 +2,7 @@
 starts) runs the whole service: SQLite, local blobs, and a real Celery worker process on
 a filesystem queue. Upload, run, download, over real HTTP; and a job survives the whole
 service being killed and restarted."""
+
 import csv
 import io
 import os
@@ -32,8 +33,14 @@ class EmbeddedService:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPCLUST_")}
         env.update(PORT=str(self.port), PYTHONPATH=str(ROOT), **extra_env)
         log = (workdir / "serve.log").open("a")
-        self.process = subprocess.Popen([sys.executable, "-m", "api.serve"], cwd=workdir, env=env, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "api.serve"],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.time() + 90
         while True:
             try:
@@ -56,10 +63,14 @@ class EmbeddedService:
         deadline = time.time() + 60
         while time.time() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in workers):
             time.sleep(0.2)
-        assert not any(os.path.exists(f"/proc/{pid}") for pid in workers), "worker outlived the server"
+        assert not any(os.path.exists(f"/proc/{pid}") for pid in workers), (
+            "worker outlived the server"
+        )
 
     def worker_pids(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
+        ).stdout
         return [int(pid) for pid in out.split()]
 
     def wait_for(self, job_id: str, until, timeout: float = 180) -> dict:
@@ -74,22 +85,35 @@ class EmbeddedService:
 
 def upload_digits(service, digits) -> str:
     X, y = digits
-    return httpx.post(f"{service.base}/datasets", files={"file": ("digits.npz", npz_bytes(X=X, y=y))}).json()["id"]
+    return httpx.post(
+        f"{service.base}/datasets", files={"file": ("digits.npz", npz_bytes(X=X, y=y))}
+    ).json()["id"]
 
 
 def test_embedded_service_runs_a_job_with_no_settings(tmp_path, digits):
     service = EmbeddedService(tmp_path)
     try:
         health = httpx.get(f"{service.base}/health").json()
-        assert health == {"status": "ok", "database": "sqlite", "embedded": True, "blob_store": "local",
-                          "auth": "none"}  # the embedded default needs no key
+        assert health == {
+            "status": "ok",
+            "database": "sqlite",
+            "embedded": True,
+            "blob_store": "local",
+            "auth": "none",
+        }  # the embedded default needs no key
         dataset_id = upload_digits(service, digits)
-        job = httpx.post(f"{service.base}/jobs",
-                         json={"dataset_id": dataset_id, "method": "kmeans", "n_clusters": 10}).json()
+        job = httpx.post(
+            f"{service.base}/jobs",
+            json={"dataset_id": dataset_id, "method": "kmeans", "n_clusters": 10},
+        ).json()
         job = service.wait_for(job["id"], lambda j: j["status"] not in ("queued", "running"))
         assert job["status"] == "succeeded", job
         assert job["metrics"]["acc"] > 0.6
-        rows = list(csv.reader(io.StringIO(httpx.get(f"{service.base}/jobs/{job['id']}/assignments.csv").text)))
+        rows = list(
+            csv.reader(
+                io.StringIO(httpx.get(f"{service.base}/jobs/{job['id']}/assignments.csv").text)
+            )
+        )
         assert len(rows) == 1798
     finally:
         service.kill()
@@ -104,20 +128,37 @@ def test_stopping_the_server_stops_its_worker(tmp_path):
 
 
 def test_a_job_survives_the_whole_embedded_service_being_killed(tmp_path, digits):
-    fast_recovery = {"DEEPCLUST_STALE_AFTER_S": "3", "DEEPCLUST_REAP_EVERY_S": "1", "DEEPCLUST_HEARTBEAT_S": "0.5"}
+    fast_recovery = {
+        "DEEPCLUST_STALE_AFTER_S": "3",
+        "DEEPCLUST_REAP_EVERY_S": "1",
+        "DEEPCLUST_HEARTBEAT_S": "0.5",
+    }
     service = EmbeddedService(tmp_path, **fast_recovery)
     dataset_id = upload_digits(service, digits)
-    job = httpx.post(f"{service.base}/jobs", json={"dataset_id": dataset_id, "method": "ae_kmeans", "n_clusters": 10,
-                                                   "params": {"pretrain_epochs": 40}}).json()
-    service.wait_for(job["id"], lambda j: j["status"] == "running" and (j["progress"] or {}).get("step", 0) >= 3)
+    job = httpx.post(
+        f"{service.base}/jobs",
+        json={
+            "dataset_id": dataset_id,
+            "method": "ae_kmeans",
+            "n_clusters": 10,
+            "params": {"pretrain_epochs": 40},
+        },
+    ).json()
+    service.wait_for(
+        job["id"], lambda j: j["status"] == "running" and (j["progress"] or {}).get("step", 0) >= 3
+    )
     service.kill(signal.SIGKILL)  # API, worker and its child all die mid-job
 
     restarted = EmbeddedService(tmp_path, **fast_recovery)
     try:
-        done = restarted.wait_for(job["id"], lambda j: j["status"] not in ("queued", "running"), timeout=240)
+        done = restarted.wait_for(
+            job["id"], lambda j: j["status"] not in ("queued", "running"), timeout=240
+        )
         assert done["status"] == "succeeded", done
         assert done["attempts"] == 2
-        assert httpx.get(f"{restarted.base}/jobs/{job['id']}/assignments.csv").text.count("\n") == 1798
+        assert (
+            httpx.get(f"{restarted.base}/jobs/{job['id']}/assignments.csv").text.count("\n") == 1798
+        )
     finally:
         restarted.kill()
 
@@ -132,12 +173,19 @@ def test_job_submission_and_dataset_deletion_are_serialised_on_sqlite(tmp_path):
     try:
         buffer = io.BytesIO()
         np.save(buffer, np.random.default_rng(0).random((20, 3)).astype(np.float32))
-        dataset_ids = [httpx.post(f"{service.base}/datasets", params={"name": f"r{i}.npy"},
-                                  content=buffer.getvalue()).json()["id"] for i in range(15)]
+        dataset_ids = [
+            httpx.post(
+                f"{service.base}/datasets", params={"name": f"r{i}.npy"}, content=buffer.getvalue()
+            ).json()["id"]
+            for i in range(15)
+        ]
 
         def submit(dataset_id):
-            return httpx.post(f"{service.base}/jobs", timeout=60,
-                              json={"dataset_id": dataset_id, "method": "kmeans", "n_clusters": 2})
+            return httpx.post(
+                f"{service.base}/jobs",
+                timeout=60,
+                json={"dataset_id": dataset_id, "method": "kmeans", "n_clusters": 2},
+            )
 
         def delete(dataset_id):
             return httpx.delete(f"{service.base}/datasets/{dataset_id}", timeout=60)
@@ -145,9 +193,12 @@ def test_job_submission_and_dataset_deletion_are_serialised_on_sqlite(tmp_path):
         with ThreadPoolExecutor(30) as pool:
             jobs = [pool.submit(submit, d) for d in dataset_ids]
             deletes = [pool.submit(delete, d) for d in dataset_ids]
-            pairs = [(j.result(), d.result()) for j, d in zip(jobs, deletes)]
+            pairs = [(j.result(), d.result()) for j, d in zip(jobs, deletes, strict=True)]
         for job, deleted in pairs:
-            assert (job.status_code, deleted.status_code) in {(202, 409), (404, 204)}, (job.text, deleted.text)
+            assert (job.status_code, deleted.status_code) in {(202, 409), (404, 204)}, (
+                job.text,
+                deleted.text,
+            )
             if job.status_code == 202:
                 assert httpx.get(f"{service.base}/jobs/{job.json()['id']}").status_code == 200
     finally:

@@ -9,6 +9,7 @@ the defaults: within 135 s). Each check asserts every job finished, and ran once
 worker died: attempts == 1 (the claim's compare-and-set counts every run). A worker killed
 mid-job is tests/service/test_jobs.py::test_job_survives_its_worker_being_killed.
 """
+
 from __future__ import annotations
 
 import io
@@ -32,11 +33,17 @@ from tests.conftest import ROOT
 from tests.service.environment import RUN_ID
 from tests.service.test_embedded import free_port
 
-pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server on PATH")
+pytestmark = pytest.mark.skipif(
+    not shutil.which("redis-server"), reason="needs redis-server on PATH"
+)
 
-FAST = {"DEEPCLUST_HEARTBEAT_S": "0.5", "DEEPCLUST_STALE_AFTER_S": "6", "DEEPCLUST_REAP_EVERY_S": "1",
-        "DEEPCLUST_REQUEUE_QUEUED_AFTER_S": "3",
-        "DEEPCLUST_AUTH": "none"}  # these tests are about the broker and the database, not keys
+FAST = {
+    "DEEPCLUST_HEARTBEAT_S": "0.5",
+    "DEEPCLUST_STALE_AFTER_S": "6",
+    "DEEPCLUST_REAP_EVERY_S": "1",
+    "DEEPCLUST_REQUEUE_QUEUED_AFTER_S": "3",
+    "DEEPCLUST_AUTH": "none",
+}  # these tests are about the broker and the database, not keys
 
 
 def wait_until(check, timeout: float, what: str):
@@ -61,18 +68,40 @@ class Redis:
 
     def start(self, appendonly: bool) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
-             "--appendonly", "yes" if appendonly else "no", "--save", "", "--maxmemory-policy", "noeviction"],
-            stdout=(self.folder / "redis.log").open("a"), stderr=subprocess.STDOUT)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.folder),
+                "--appendonly",
+                "yes" if appendonly else "no",
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+            ],
+            stdout=(self.folder / "redis.log").open("a"),
+            stderr=subprocess.STDOUT,
+        )
         wait_until(lambda: self.cli("ping") == "PONG", 10, "redis")
 
     def cli(self, *args: str) -> str:
-        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True,
-                              timeout=10, check=False).stdout.strip()
+        return subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
-            self.cli("shutdown")  # with appendonly the AOF is flushed first; without, the queue is gone
+            self.cli(
+                "shutdown"
+            )  # with appendonly the AOF is flushed first; without, the queue is gone
             self.process.wait(timeout=20)
 
 
@@ -91,8 +120,19 @@ class Postgres:
         subprocess.run([*self.as_user, *argv], check=True, capture_output=True, timeout=120)
 
     def pg_ctl(self, action: str) -> None:
-        self.run("pg_ctl", "-D", str(self.data), "-w", "-m", "fast", "-l", str(self.data / "log"),
-                 "-o", f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1", action)
+        self.run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-w",
+            "-m",
+            "fast",
+            "-l",
+            str(self.data / "log"),
+            "-o",
+            f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1",
+            action,
+        )
 
 
 class Service:
@@ -101,23 +141,50 @@ class Service:
     def __init__(self, folder: Path, database_url: str, broker_url: str):
         self.folder = folder
         self.queue = f"faults-{RUN_ID}-{uuid.uuid4().hex[:6]}"
-        self.env = {**os.environ, **FAST, "DEEPCLUST_DATABASE_URL": database_url, "DEEPCLUST_BROKER_URL": broker_url,
-                    "DEEPCLUST_QUEUE": self.queue, "DEEPCLUST_DATA_DIR": str(folder), "PYTHONPATH": str(ROOT)}
+        self.env = {
+            **os.environ,
+            **FAST,
+            "DEEPCLUST_DATABASE_URL": database_url,
+            "DEEPCLUST_BROKER_URL": broker_url,
+            "DEEPCLUST_QUEUE": self.queue,
+            "DEEPCLUST_DATA_DIR": str(folder),
+            "PYTHONPATH": str(ROOT),
+        }
         self.api = self.worker = None
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
 
     def spawn(self, argv: list[str], log: str) -> subprocess.Popen:
-        return subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=(self.folder / log).open("a"),
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=self.env,
+            stdout=(self.folder / log).open("a"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def migrate(self) -> None:
-        subprocess.run([sys.executable, "-c", "from persistence.db import upgrade_database; upgrade_database()"],
-                       cwd=ROOT, env=self.env, check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from persistence.db import upgrade_database; upgrade_database()",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
 
     def start_api(self) -> None:
-        self.api = self.spawn([sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(self.port)], "api.log")
-        wait_until(lambda: httpx.get(f"{self.base}/health", timeout=2).status_code == 200, 120, "the API")
+        self.api = self.spawn(
+            [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(self.port)], "api.log"
+        )
+        wait_until(
+            lambda: httpx.get(f"{self.base}/health", timeout=2).status_code == 200, 120, "the API"
+        )
 
     def start_worker(self) -> None:
         from api.serve import worker_command
@@ -137,15 +204,23 @@ class Service:
     def upload(self, n: int = 60) -> str:
         buffer = io.BytesIO()
         np.save(buffer, np.random.default_rng(0).random((n, 4)).astype(np.float32))
-        response = httpx.post(f"{self.base}/datasets", params={"name": "x.npy"}, content=buffer.getvalue(),
-                              timeout=30)
+        response = httpx.post(
+            f"{self.base}/datasets", params={"name": "x.npy"}, content=buffer.getvalue(), timeout=30
+        )
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
     def submit(self, dataset_id: str, method: str = "kmeans", params: dict | None = None) -> str:
-        response = httpx.post(f"{self.base}/jobs", json={"dataset_id": dataset_id, "method": method,
-                                                         "n_clusters": 3, "params": params or {"n_init": 2}},
-                              timeout=30)
+        response = httpx.post(
+            f"{self.base}/jobs",
+            json={
+                "dataset_id": dataset_id,
+                "method": method,
+                "n_clusters": 3,
+                "params": params or {"n_init": 2},
+            },
+            timeout=30,
+        )
         assert response.status_code == 202, response.text
         return response.json()["id"]
 
@@ -154,14 +229,24 @@ class Service:
 
     def wait_finished(self, job_ids: list[str], timeout: float) -> list[dict]:
         done = ("succeeded", "failed", "cancelled")
-        return wait_until(lambda: (jobs := [self.job(j) for j in job_ids]) and
-                          all(j["status"] in done for j in jobs) and jobs, timeout, f"jobs {job_ids} to finish")
+        return wait_until(
+            lambda: (
+                (jobs := [self.job(j) for j in job_ids])
+                and all(j["status"] in done for j in jobs)
+                and jobs
+            ),
+            timeout,
+            f"jobs {job_ids} to finish",
+        )
 
     def runs_of(self, job_id: str) -> int:
         """How many times the worker ran the job to the end (duplicates log 'not claimable')."""
         log = (self.folder / "worker.log").read_text()
-        return sum(1 for line in log.splitlines() if job_id in line and "succeeded in" in line
-                   and "'skipped'" not in line)
+        return sum(
+            1
+            for line in log.splitlines()
+            if job_id in line and "succeeded in" in line and "'skipped'" not in line
+        )
 
 
 def stop(process: subprocess.Popen | None) -> None:
@@ -246,7 +331,9 @@ def test_ready_names_the_broker_while_redis_is_down(redis_stack):
     assert httpx.get(f"{service.base}/ready", timeout=30).status_code == 200
 
 
-@pytest.mark.skipif(not shutil.which("initdb") or not shutil.which("pg_ctl"), reason="needs initdb and pg_ctl")
+@pytest.mark.skipif(
+    not shutil.which("initdb") or not shutil.which("pg_ctl"), reason="needs initdb and pg_ctl"
+)
 def test_a_job_survives_postgres_restarting_under_it(database):
     folder = Path(tempfile.mkdtemp(prefix="deepclust-faults-pg-"))
     postgres = Postgres(folder)
@@ -259,19 +346,31 @@ def test_a_job_survives_postgres_restarting_under_it(database):
         service.start_api()
         service.start_worker()
         dataset_id = service.upload(n=300)
-        job_id = service.submit(dataset_id, "ae_kmeans", {"pretrain_epochs": 60, "batch_size": 64,
-                                                           "hidden_dims": [32, 32], "n_init": 2})
-        wait_until(lambda: (service.job(job_id).get("progress") or {}).get("step", 0) >= 2, 90, "the job to run")
+        job_id = service.submit(
+            dataset_id,
+            "ae_kmeans",
+            {"pretrain_epochs": 60, "batch_size": 64, "hidden_dims": [32, 32], "n_init": 2},
+        )
+        wait_until(
+            lambda: (service.job(job_id).get("progress") or {}).get("step", 0) >= 2,
+            90,
+            "the job to run",
+        )
         print("progress before the restart:", service.job(job_id)["progress"])
         restarted = time.time()
         postgres.pg_ctl("restart")  # fast mode: every connection, the worker's included, is cut
         print(f"PostgreSQL restart took {time.time() - restarted:.1f} s")
         job = service.wait_finished([job_id], timeout=150)[0]
         assert job["status"] == "succeeded", job["error"]
-        assert 1 <= job["attempts"] <= 2  # 2: it finished while the database was down, and ran again
+        assert (
+            1 <= job["attempts"] <= 2
+        )  # 2: it finished while the database was down, and ran again
         csv = httpx.get(f"{service.base}/jobs/{job_id}/assignments.csv", timeout=30).text
         assert csv.count("\n") == 301
-        print(f"attempts {job['attempts']}; finished {time.time() - restarted:.0f} s after the restart")
+        print(
+            f"attempts {job['attempts']}; "
+            f"finished {time.time() - restarted:.0f} s after the restart"
+        )
     except AssertionError:
         print({k: v for k, v in service.job(job_id).items() if k not in ("params", "versions")})
         log = (folder / "worker.log").read_text().splitlines()

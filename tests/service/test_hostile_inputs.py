@@ -659,7 +659,7 @@ def test_api_peak_memory_stays_bounded_for_zip_bombs_and_large_uploads(database,
         ):
             with path.open("rb") as body:
                 response, peaks[name] = api.peak_above_idle(
-                    lambda: httpx.post(
+                    lambda path=path, body=body: httpx.post(
                         f"{api.base}/datasets",
                         params={"name": path.name},
                         content=body,

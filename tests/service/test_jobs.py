@@ -1,4 +1,5 @@
 """Jobs through the HTTP API on PostgreSQL + Redis + a real Celery worker."""
+
 import csv
 import io
 import os
@@ -10,7 +11,10 @@ import pytest
 
 from tests.service.helpers import submit, wait_for
 
-FAST_IDEC = {"pretrain_epochs": 50, "update_interval": 30}  # digits is small: fewer epochs than MNIST's
+FAST_IDEC = {
+    "pretrain_epochs": 50,
+    "update_interval": 30,
+}  # digits is small: fewer epochs than MNIST's
 
 
 def test_methods_lists_every_baseline_with_paper_defaults(client):
@@ -28,17 +32,27 @@ def test_methods_lists_every_baseline_with_paper_defaults(client):
 def test_idec_through_the_service_beats_kmeans_on_digits(client, worker, digits_id, digits):
     kmeans = submit(client, digits_id, "kmeans")
     idec = submit(client, digits_id, "idec", params=FAST_IDEC)
-    assert idec["status"] == "queued" and idec["params"]["gamma"] == 0.1  # defaults filled in and recorded
+    assert (
+        idec["status"] == "queued" and idec["params"]["gamma"] == 0.1
+    )  # defaults filled in and recorded
     kmeans = wait_for(client, kmeans["id"])
     idec = wait_for(client, idec["id"])
     assert kmeans["status"] == "succeeded", kmeans["error"]
     assert idec["status"] == "succeeded", idec["error"]
-    assert idec["metrics"]["acc"] > kmeans["metrics"]["acc"] + 0.01, (idec["metrics"], kmeans["metrics"])
+    assert idec["metrics"]["acc"] > kmeans["metrics"]["acc"] + 0.01, (
+        idec["metrics"],
+        kmeans["metrics"],
+    )
     assert idec["metrics"]["acc"] > 0.75 and idec["metrics"]["nmi"] > 0.7
     for key in ("nmi", "ari", "f1_macro", "f1_micro", "silhouette"):
         assert key in idec["metrics"]
     assert sum(idec["metrics"]["cluster_sizes"]) == 1797
-    assert idec["device"] == "cpu" and idec["versions"]["torch"] and idec["wall_s"] > 0 and idec["peak_mb"] > 0
+    assert (
+        idec["device"] == "cpu"
+        and idec["versions"]["torch"]
+        and idec["wall_s"] > 0
+        and idec["peak_mb"] > 0
+    )
     assert idec["versions"]["torch_threads"] == 2  # DEEPCLUST_TORCH_THREADS reached the worker
     assert idec["attempts"] == 1
 
@@ -52,7 +66,9 @@ def test_idec_through_the_service_beats_kmeans_on_digits(client, worker, digits_
     assert np.bincount(clusters, minlength=10).tolist() == idec["metrics"]["cluster_sizes"]
     assert all(0.0 < float(r[3]) <= 1.0 for r in rows[1:])
 
-    embedding = np.load(io.BytesIO(client.get(f"/jobs/{idec['id']}/embedding.npy").content), allow_pickle=False)
+    embedding = np.load(
+        io.BytesIO(client.get(f"/jobs/{idec['id']}/embedding.npy").content), allow_pickle=False
+    )
     assert embedding.shape == (1797, 10) and embedding.dtype == np.float32
 
     history = client.get(f"/jobs/{idec['id']}/history").json()
@@ -101,7 +117,12 @@ def test_only_one_of_two_concurrent_claims_wins(client, digits_id):
 def test_cancel_queued_and_running_jobs(client, worker, digits_id):
     long = submit(client, digits_id, "dec", params={"pretrain_epochs": 2000})
     queued = submit(client, digits_id, "kmeans")
-    wait_for(client, long["id"], states=("running",), until=lambda j: (j["progress"] or {}).get("step", 0) >= 2)
+    wait_for(
+        client,
+        long["id"],
+        states=("running",),
+        until=lambda j: (j["progress"] or {}).get("step", 0) >= 2,
+    )
 
     cancelled = client.post(f"/jobs/{queued['id']}/cancel")
     assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
@@ -119,7 +140,12 @@ def test_cancel_queued_and_running_jobs(client, worker, digits_id):
 
 def test_job_survives_its_worker_being_killed(client, worker, digits_id):
     job = submit(client, digits_id, "ae_kmeans", params={"pretrain_epochs": 60})
-    wait_for(client, job["id"], states=("running",), until=lambda j: (j["progress"] or {}).get("step", 0) >= 3)
+    wait_for(
+        client,
+        job["id"],
+        states=("running",),
+        until=lambda j: (j["progress"] or {}).get("step", 0) >= 3,
+    )
     children = worker.children()
     assert children, "the worker has no child process running the job"
     for pid in children:
@@ -157,8 +183,12 @@ def test_bad_job_request_is_refused_with_422(client, digits_id, change, problem)
 
 
 def test_job_on_an_unknown_dataset_is_404(client):
-    response = client.post("/jobs", json={"dataset_id": "0" * 32, "method": "kmeans", "n_clusters": 3})
-    assert response.status_code == 404 and response.json()["detail"] == f"dataset {'0' * 32} not found"
+    response = client.post(
+        "/jobs", json={"dataset_id": "0" * 32, "method": "kmeans", "n_clusters": 3}
+    )
+    assert (
+        response.status_code == 404 and response.json()["detail"] == f"dataset {'0' * 32} not found"
+    )
 
 
 def test_unknown_job_is_404(client):
@@ -171,7 +201,9 @@ def test_deleting_a_dataset_with_an_active_job_is_refused(client, worker):
     X = np.random.default_rng(1).random((300, 16)).astype(np.float32)
     buffer = io.BytesIO()
     np.save(buffer, X)
-    dataset = client.post("/datasets", params={"name": "busy.npy"}, content=buffer.getvalue()).json()
+    dataset = client.post(
+        "/datasets", params={"name": "busy.npy"}, content=buffer.getvalue()
+    ).json()
     job = submit(client, dataset["id"], "dec", n_clusters=3, params={"pretrain_epochs": 3000})
     response = client.delete(f"/datasets/{dataset['id']}")
     assert response.status_code == 409 and job["id"] in response.json()["detail"]
