@@ -4,6 +4,8 @@ PostgreSQL or Redis; the services' settings and fixtures are in tests/service/co
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,3 +27,9 @@ def digits():
 
     data = load_digits()
     return data.images.astype(np.float32), data.target.astype(np.int64)
+
+
+def deepclust(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The `deepclust` command line (core/cli.py) in a fresh process, from the repo root."""
+    return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from tests.conftest import ROOT, npz_bytes
+from tests.conftest import ROOT, deepclust, npz_bytes
 
 REQUIRED = {
     "method",
@@ -24,16 +24,6 @@ REQUIRED = {
     "date",
     "params",
 }
-
-
-def deepclust(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "core.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_run_writes_assignments_and_one_json_line(tmp_path, digits):

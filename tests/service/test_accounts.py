@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, deepclust
 from tests.service.helpers import wait_for
 
 MB = 2**20
@@ -104,16 +104,6 @@ def concurrently(calls) -> list[httpx.Response]:
 
 
 # ---- keys ----------------------------------------------------------------------------------------
-def deepclust(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "core.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_cli_creates_lists_and_revokes_keys_stored_only_as_hashes(anonymous, database):
     from sqlalchemy import text
 
