@@ -4,8 +4,9 @@ in docs/wip/rdc-phase1.md). Appends one JSON line per run to bench/results/acai_
 
     python bench/acai_probe.py --variant ours --epochs 20 --seed 0
 
-The loop below is core/acai.py's (same losses via acai_losses, same random draws in the same
-order), so that variants share batches and augmentations and differ only in their item.
+The loop below is core/acai.py's as of 3a460f3, before the training engine (same losses via
+acai_losses, same random draws in the same order), so that variants share batches and
+augmentations and differ only in their item.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from core.clustering_head import kmeans_centers
 from core.images import image_shape, random_shift_rotate
 from core.metrics import evaluate
 from core.provenance import library_versions, peak_memory_mb
-from core.training import as_vectors, make_optimizer, seed_everything, shuffled_batches
+from core.training import as_vectors, make_optimizer, seed_everything
 
 # each variant: one change to ours (alpha_max: alpha = alpha_max - |u - alpha_max| folds U(0,1)
 # into [0, alpha_max] as the authors' code does for 0.5; gamma None: DynAE's per-batch draw)
@@ -50,7 +51,9 @@ def train(X: torch.Tensor, shape, epochs: int, v: dict, generator: torch.Generat
         a = AutoencoderParams(pretrain_epochs=epochs)
         opt = make_optimizer(a.pretrain_optimizer, model.parameters(), a.pretrain_lr)
         for epoch in range(1, epochs + 1):
-            for idx in shuffled_batches(len(X), a.batch_size, generator, "cpu"):
+            order = torch.randperm(len(X), generator=generator)  # as before the engine
+            for start in range(0, len(X), a.batch_size):
+                idx = order[start:start + a.batch_size]
                 loss = torch.nn.functional.mse_loss(model(X[idx])[1], X[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -81,7 +84,9 @@ def train(X: torch.Tensor, shape, epochs: int, v: dict, generator: torch.Generat
                 ae_opt.step()
                 terms = {"reconstruction": loss.item()}
             else:
-                ae_loss, critic_loss, terms = acai_losses(model, critic, x, alpha, gamma, lam)
+                losses = acai_losses(model, critic, x, alpha, gamma, lam)
+                ae_loss, critic_loss = losses["total"], losses["critic"]
+                terms = {k: losses[k].item() for k in ("reconstruction", "adversarial", "critic")}
                 ae_opt.zero_grad(set_to_none=True)
                 ae_loss.backward(inputs=list(model.parameters()))
                 ae_opt.step()
