@@ -37,6 +37,12 @@ class ACAIParams(AutoencoderParams):
     augment: ShapesWeights[bool] = Field(
         True, description="random shifts (10%) and rotations (10 deg) of image inputs in both "
                           "phases (Keras ImageDataGenerator); ignored for non-image vectors")
+    interpolation_range: ShapesWeights[Literal["half", "unit"]] = Field("half", description=(
+        "where the mixing coefficient alpha is drawn: 'half' folds U(0, 1) into [0, 1/2], as the "
+        "ACAI authors' code does; 'unit' keeps U(0, 1) (DynAE's code). Each pair is mixed in "
+        "both orders, so with 'unit' one decoded mix has targets alpha and 1 - alpha, the "
+        "critic's best answer is 1/2 and it teaches the autoencoder nothing "
+        "(docs/wip/rdc-phase1.md)"))
 
 
 def critic_network(input_dim: int, p: AutoencoderParams) -> torch.nn.Module:
@@ -78,6 +84,8 @@ def acai_pretrained_autoencoder(X: torch.Tensor, p: ACAIParams, ctx: Context,
             if p.augment and shape is not None:
                 x = random_shift_rotate(x, shape, generator=generator)
             alpha = torch.rand(len(x), generator=generator).to(ctx.device)
+            if p.interpolation_range == "half":
+                alpha = 0.5 - (alpha - 0.5).abs()
             gamma = 0.5 - abs(torch.rand(1, generator=generator).item() - 0.5)
             return acai_losses(model, critic, x, alpha, gamma, p.acai_lambda)
 

@@ -8,10 +8,12 @@ from scipy.spatial.distance import pdist, squareform
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from core.acai import acai_losses, critic_network
+import core.acai
+from core.acai import ACAIParams, acai_losses, acai_pretrained_autoencoder, critic_network
 from core.autoencoder import MLPAutoencoder
 from core.geometry import cluster_geometry, neighbour_purity, pca_id, twonn
 from core.images import image_shape, random_shift_rotate
+from core.interface import Context
 from core.methods.rdc import RDCParams, neighbour_centroids, proximity_filter, proximity_losses
 
 
@@ -106,6 +108,27 @@ def test_neighbour_centroids_and_losses():
         sum(pull[i] * ((z[i] - c[i]) ** 2).mean() for i in range(6)).item() / 6
     )
     assert reconstruction == pytest.approx(((x_hat - y) ** 2).mean().item())
+
+
+@pytest.mark.parametrize("interpolation_range,low,high", [("half", 0.0, 0.5), ("unit", 0.0, 1.0)])
+def test_acai_mixes_with_alpha_folded_into_the_lower_half(monkeypatch, interpolation_range, low,
+                                                          high):
+    # Each pair is mixed in both orders: with alpha ~ U(0, 1) one decoded mix would have targets
+    # alpha and 1 - alpha, and the critic's best answer would be 1/2 (docs/wip/rdc-phase1.md).
+    drawn = []
+
+    def spy(model, critic, x, alpha, gamma, acai_lambda):
+        drawn.append(alpha.clone())
+        return acai_losses(model, critic, x, alpha, gamma, acai_lambda)
+
+    monkeypatch.setattr(core.acai, "acai_losses", spy)
+    X = torch.rand(64, 6)
+    p = ACAIParams(hidden_dims=(8,), embedding_dim=2, pretrain_epochs=3, batch_size=16,
+                   interpolation_range=interpolation_range)
+    acai_pretrained_autoencoder(X, p, Context(device="cpu"), torch.Generator().manual_seed(0), None)
+    alphas = torch.cat(drawn)
+    assert len(alphas) == 3 * 64 and low <= alphas.min() and alphas.max() <= high
+    assert alphas.max() > high - 0.1 and alphas.min() < low + 0.1  # the whole range is used
 
 
 def test_acai_losses_follow_the_equations():
