@@ -36,7 +36,7 @@ def test_idec_through_the_service_beats_kmeans_on_digits(client, worker, digits_
         idec["status"] == "queued" and idec["params"]["gamma"] == 0.1
     )  # defaults filled in and recorded
     kmeans = wait_for(client, kmeans["id"])
-    idec = wait_for(client, idec["id"])
+    idec = wait_for(client, idec["id"], timeout=900)  # 2-3 min alone; 8 min on a loaded 2-core CI
     assert kmeans["status"] == "succeeded", kmeans["error"]
     assert idec["status"] == "succeeded", idec["error"]
     assert idec["metrics"]["acc"] > kmeans["metrics"]["acc"] + 0.01, (
