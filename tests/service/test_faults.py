@@ -349,7 +349,8 @@ def test_a_job_survives_postgres_restarting_under_it(database):
         job_id = service.submit(
             dataset_id,
             "ae_kmeans",
-            {"pretrain_epochs": 60, "batch_size": 64, "hidden_dims": [32, 32], "n_init": 2},
+            # long enough to span the restart: a warm worker starts it at once (60 epochs: 1 s)
+            {"pretrain_epochs": 1500, "batch_size": 64, "hidden_dims": [32, 32], "n_init": 2},
         )
         wait_until(
             lambda: (service.job(job_id).get("progress") or {}).get("step", 0) >= 2,
@@ -360,7 +361,7 @@ def test_a_job_survives_postgres_restarting_under_it(database):
         restarted = time.time()
         postgres.pg_ctl("restart")  # fast mode: every connection, the worker's included, is cut
         print(f"PostgreSQL restart took {time.time() - restarted:.1f} s")
-        job = service.wait_finished([job_id], timeout=150)[0]
+        job = service.wait_finished([job_id], timeout=400)[0]
         assert job["status"] == "succeeded", job["error"]
         assert (
             1 <= job["attempts"] <= 2
