@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from common import RESULTS, data_path, run_cli
+from common import RESULTS, SUMMARY_KEYS, data_path, run_cli, summary
 
 # Per-dataset settings from the reference code (dec.md, "Training schedule").
 PRESETS = {
@@ -80,22 +80,7 @@ def main() -> None:
                     args.device,
                 )
                 print(
-                    json.dumps(
-                        {
-                            k: record[k]
-                            for k in (
-                                "method",
-                                "dataset",
-                                "seed",
-                                "acc",
-                                "nmi",
-                                "ari",
-                                "wall_s",
-                                "peak_mb",
-                                "device",
-                            )
-                        }
-                    ),
+                    json.dumps(summary(record, ("method", *SUMMARY_KEYS))),
                     flush=True,
                 )
 

@@ -64,3 +64,11 @@ def run_cli(
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+SUMMARY_KEYS = ("dataset", "seed", "acc", "nmi", "ari", "wall_s", "peak_mb", "device")
+
+
+def summary(record: dict, keys: tuple[str, ...] = SUMMARY_KEYS) -> dict:
+    """The fields of a run's JSON record that the bench scripts print as they go."""
+    return {k: record[k] for k in keys}

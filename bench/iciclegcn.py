@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from common import RESULTS, data_path, run_cli
+from common import RESULTS, data_path, run_cli, summary
 
 PRESETS = {
     # The paper's schedule: ResNet-34, 1000 warm-up epochs (the code's CC checkpoint) + 15 of L1,
@@ -81,24 +81,7 @@ def main() -> None:
                     data_path(dataset), "iciclegcn", 10, runs[name], seed, args.results, args.device
                 )
                 print(
-                    json.dumps(
-                        {
-                            "run": name,
-                            **{
-                                k: record[k]
-                                for k in (
-                                    "dataset",
-                                    "seed",
-                                    "acc",
-                                    "nmi",
-                                    "ari",
-                                    "wall_s",
-                                    "peak_mb",
-                                    "device",
-                                )
-                            },
-                        }
-                    ),
+                    json.dumps({"run": name, **summary(record)}),
                     flush=True,
                 )
 
