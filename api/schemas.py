@@ -105,8 +105,9 @@ def _method_enum(schema: dict) -> None:
     """The registry's names as an enum in the OpenAPI schema. Validation stays in the route,
     whose 422 names the known methods."""
     from core import method_names
+    from core.jobs import AUTO
 
-    schema["enum"] = method_names()
+    schema["enum"] = [*method_names(), AUTO]
 
 
 class JobCreate(BaseModel):
@@ -114,7 +115,10 @@ class JobCreate(BaseModel):
 
     dataset_id: str = Field(pattern=r"^[0-9a-f]{32}$")
     method: str = Field(
-        max_length=64, description="a name from GET /methods", json_schema_extra=_method_enum
+        max_length=64,
+        description="a name from GET /methods, or 'auto': the service picks one from the data's "
+        "shape and size, stores the job under its name and says why in params.picked_by",
+        json_schema_extra=_method_enum,
     )
     n_clusters: int | None = Field(
         None,

@@ -1,4 +1,4 @@
-"""The peer library: ClustPy's DEC and IDEC against ours, on the same data, seeds, autoencoder
+"""The peer library: ClustPy's DEC, IDEC and DCN against ours, on the same data, seeds, autoencoder
 architecture (d-500-500-2000-10) and pretraining (50 Adam epochs at 1e-3, batch 256, as the
 DEC-keras USPS preset in bench/baselines.py). ClustPy keeps its own clustering phase
 (epoch-based, Adam 1e-4, 150 epochs), which is how users would run it.
@@ -6,6 +6,7 @@ DEC-keras USPS preset in bench/baselines.py). ClustPy keeps its own clustering p
     make peer-env      # installs clustpy 0.0.3 into its own folder, once
     PYTHONPATH=$(readlink .venv)-clustpy .venv/bin/python bench/peer_clustpy.py \
         --datasets usps --seeds 0 1 2
+    ... bench/peer_clustpy.py --methods clustpy_dcn     # beside our dcn (bench/n2d_dcn.py)
 
 Each run is a fresh process (so peak memory is its own) and appends a JSON line in the
 format of the other benchmarks to bench/results/peer_clustpy.jsonl.
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 def run_one(dataset: str, method: str, seed: int, pretrain_epochs: int, results: str) -> None:
     import clustpy
     import torch
-    from clustpy.deep import DEC, IDEC
+    from clustpy.deep import DCN, DEC, IDEC
 
     from core.io import read_dataset
     from core.metrics import evaluate
@@ -46,7 +47,9 @@ def run_one(dataset: str, method: str, seed: int, pretrain_epochs: int, results:
         "clustering_optimizer_params": {"lr": 1e-4},
     }
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = {"clustpy_dec": DEC, "clustpy_idec": IDEC}[method](
+    # DCN keeps ClustPy's own loss weights, as users would run it (0.0.3: lambda 0.05 on a
+    # mean squared error; today's: lambda 0.1 on a per-sample sum of squares, as our dcn)
+    model = {"clustpy_dec": DEC, "clustpy_idec": IDEC, "clustpy_dcn": DCN}[method](
         n_clusters=10, random_state=seed, device=torch.device(device), **params
     )
     started = time.perf_counter()

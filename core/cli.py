@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="cluster a data file")
     run.add_argument("data", help=".npy, .npz (X, optional y, ids), .csv or .parquet")
-    run.add_argument("--method", "-m", required=True)
+    run.add_argument("--method", "-m", required=True,
+                     help="a name from `deepclust methods`, or 'auto': picked from the data")
     run.add_argument(
         "--clusters",
         "-k",
@@ -143,7 +144,8 @@ def run_file(args: argparse.Namespace) -> dict:
         key: metrics.get(key) for key in ("acc", "nmi", "ari", "f1_macro", "f1_micro", "silhouette")
     }
     return {
-        "method": args.method,
+        "method": spec.method_name,
+        **({"picked_by": spec.picked_by} if spec.picked_by else {}),
         "dataset": Path(args.data).stem,
         "seed": args.seed,
         "n": int(len(data.X)),

@@ -158,6 +158,10 @@ class Method(ABC):
     reference: ClassVar[str]
     accepts: ClassVar[InputSpec] = InputSpec()
     Params: ClassVar[type[MethodParams]]
+    # To help a user choose (GET /methods): the data it suits and its typical cost, both from
+    # the benchmarks (bench/results), in a line each.
+    suits: ClassVar[str]
+    cost: ClassVar[str]
 
     @abstractmethod
     def fit(self, X: np.ndarray, n_clusters: int | None, params: MethodParams,
@@ -197,6 +201,8 @@ class Method(ABC):
             "name": cls.name,
             "summary": cls.summary,
             "reference": cls.reference,
+            "suits": cls.suits,
+            "cost": cls.cost,
             "accepts": accepts,
             "params_schema": cls.Params.model_json_schema(),
         }

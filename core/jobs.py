@@ -10,8 +10,9 @@ the CLI with its message. Nothing here touches a database or the web.
 """
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -22,6 +23,16 @@ from core.registry import get_method, method_names
 
 # The inputs a refusal can name; the API maps "data" to its dataset_id.
 JobField = Literal["method", "params", "n_clusters", "data"]
+
+# `method: "auto"`: the method is picked from the data (pick_method) once its shape is known,
+# and the job is stored under the picked name, with the reason in its params under PICKED_BY.
+AUTO = "auto"
+PICKED_BY = "picked_by"
+# Below this many samples an autoencoder has too little to learn from: k-means does as well.
+AUTO_MIN_DEEP_N = 500
+# Above this, UMAP's kNN graph and its seeded one-thread layout cost more than the autoencoder
+# (minutes per 100k on a CPU); AE + k-means scales linearly instead.
+AUTO_MAX_UMAP_N = 200_000
 
 
 class JobRejected(ValueError):
@@ -39,10 +50,16 @@ class JobSpec:
     """A job whose method exists and whose params are valid (every default filled in)."""
 
     method_name: str
-    method: Method
-    params: MethodParams
+    method: Method | None  # None only for AUTO, until check_data picks one
+    params: MethodParams | None
     n_clusters: int | None
     seed: int
+    picked_by: str | None = None  # why AUTO picked this method
+
+    def stored_params(self) -> dict:
+        """The params as the job stores them: every default, and the pick's reason."""
+        stored = self.params.model_dump(mode="json")
+        return stored | ({PICKED_BY: self.picked_by} if self.picked_by else {})
 
     def context(self, **kwargs: Any) -> Context:
         """The Context to run this job in, with its seed."""
@@ -62,11 +79,33 @@ class JobOutcome:
     peak_mb: float
 
 
+def pick_method(shape: tuple[int, ...], n_clusters: int | None) -> tuple[str, str]:
+    """The method AUTO runs on data of `shape` (n first), and why. N2D had the best NMI on
+    digits, its ACC on par with the best, at a cost near ae_kmeans' (docs/methods/n2d.md), so
+    it is the default wherever an autoencoder has enough data and UMAP stays cheap."""
+    n, features = shape[0], math.prod(shape[1:])
+    if n_clusters is None:
+        return "rdc", "auto: n_clusters omitted; rdc finds it (DBSCAN on its codes)"
+    if n < AUTO_MIN_DEEP_N:
+        return "kmeans", f"auto: {n} samples (< {AUTO_MIN_DEEP_N}) are too few for an autoencoder"
+    if features <= 3:
+        return "kmeans", f"auto: {features} features leave an autoencoder nothing to compress"
+    if n > AUTO_MAX_UMAP_N:
+        return "ae_kmeans", f"auto: {n} samples (> {AUTO_MAX_UMAP_N}): UMAP would dominate"
+    return "n2d", f"auto: {n} samples of {features} features: n2d (autoencoder, UMAP, GMM)"
+
+
 def job_spec(method_name: str, raw_params: dict, n_clusters: int | None, seed: int) -> JobSpec:
-    """Look the method up and validate its params."""
+    """Look the method up and validate its params. AUTO takes no params; its method is picked
+    by check_data."""
+    if method_name == AUTO:
+        if raw_params:
+            raise JobRejected("params", "method 'auto' takes no params: the picked method runs "
+                                        "with its defaults (name a method to set them)")
+        return JobSpec(AUTO, None, None, n_clusters, seed)
     if method_name not in method_names():
         raise JobRejected("method", f"unknown method {method_name!r}; "
-                                    f"known: {', '.join(method_names())}")
+                                    f"known: {', '.join([*method_names(), AUTO])}")
     method = get_method(method_name)
     try:
         params = method.Params.model_validate(raw_params)
@@ -77,12 +116,24 @@ def job_spec(method_name: str, raw_params: dict, n_clusters: int | None, seed: i
     return JobSpec(method_name, method, params, n_clusters, seed)
 
 
-def check_data(spec: JobSpec, shape: tuple[int, ...], budget: tuple[int, str]) -> None:
+def stored_job_spec(method_name: str, stored_params: dict, n_clusters: int | None,
+                    seed: int) -> JobSpec:
+    """The spec of a job as stored (the worker): its params without the pick's reason."""
+    params = {k: v for k, v in stored_params.items() if k != PICKED_BY}
+    return replace(job_spec(method_name, params, n_clusters, seed),
+                   picked_by=stored_params.get(PICKED_BY))
+
+
+def check_data(spec: JobSpec, shape: tuple[int, ...], budget: tuple[int, str]) -> JobSpec:
     """Refuse data the method does not take, and a job whose memory estimate exceeds
-    `budget`: (bytes, where that figure comes from, for the message)."""
+    `budget`: (bytes, where that figure comes from, for the message). Returns the spec to
+    run: for AUTO, the picked method's."""
     from core.resources import job_memory_problem
 
     shape = tuple(shape)
+    if spec.method_name == AUTO:
+        name, why = pick_method(shape, spec.n_clusters)
+        spec = replace(job_spec(name, {}, spec.n_clusters, spec.seed), picked_by=why)
     problem = spec.method.accepts.problem(shape, spec.n_clusters)
     if problem:
         field = "n_clusters" if problem.startswith("n_clusters") else "data"
@@ -91,14 +142,13 @@ def check_data(spec: JobSpec, shape: tuple[int, ...], budget: tuple[int, str]) -
     if problem:  # the model, the data or both would not fit
         field = "params" if "makes it large" in problem else "data"
         raise JobRejected(field, f"{spec.method_name}: {problem}")
+    return spec
 
 
 def prepare_job(method_name: str, raw_params: dict, n_clusters: int | None, seed: int,
                 shape: tuple[int, ...], budget: tuple[int, str]) -> JobSpec:
     """job_spec, then check_data: every check a job passes before it runs."""
-    spec = job_spec(method_name, raw_params, n_clusters, seed)
-    check_data(spec, shape, budget)
-    return spec
+    return check_data(job_spec(method_name, raw_params, n_clusters, seed), shape, budget)
 
 
 def run_job(spec: JobSpec, X: np.ndarray, y: np.ndarray | None, ctx: Context) -> JobOutcome:

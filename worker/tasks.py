@@ -112,8 +112,8 @@ def run_job(job_id: str) -> str:
     device = None
     try:
         from core import JobCancelled  # torch is imported in the child only
-        from core.jobs import job_spec
         from core.jobs import run_job as run_spec  # this task is run_job
+        from core.jobs import stored_job_spec
         from core.metrics import evaluate
 
         if settings.torch_threads:
@@ -125,7 +125,7 @@ def run_job(job_id: str) -> str:
             job = session.get(Job, job_id)
             data = load_dataset_arrays(session, session.get(Dataset, job.dataset_id))
             asked = job.method, job.params, job.n_clusters, job.seed
-        spec = job_spec(*asked)
+        spec = stored_job_spec(*asked)  # params without auto's picked_by
         y_true = data.y
         ctx = spec.context(
             on_progress=beat.record,

@@ -65,7 +65,7 @@ def _submit(body: JobCreate, response: Response, session, caller, claim: Claim) 
         dataset = lock_dataset(session, body.dataset_id)
         if dataset is None or not caller.may_see(dataset):  # another key's reads as a missing one
             raise HTTPException(404, f"dataset {body.dataset_id} not found")
-        check_data(spec, tuple(dataset.shape), memory_budget())
+        spec = check_data(spec, tuple(dataset.shape), memory_budget())  # auto: picked
     except JobRejected as exc:  # 422 in FastAPI's shape, at the body field the refusal names
         field = "dataset_id" if exc.field == "data" else exc.field
         detail = [{**e, "loc": ["body", field, *e["loc"]]} for e in exc.errors]
@@ -75,9 +75,9 @@ def _submit(body: JobCreate, response: Response, session, caller, claim: Claim) 
     job = create_job(
         session,
         dataset.id,
-        body.method,
+        spec.method_name,
         body.n_clusters,
-        spec.params.model_dump(mode="json"),
+        spec.stored_params(),
         body.seed,
         owner_id=caller.key_id,
     )

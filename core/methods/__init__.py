@@ -1,2 +1,2 @@
 """Every registered method; importing this package fills the registry."""
-from core.methods import dccf, dec, dscnss, iciclegcn, kmeans, rdc  # noqa: F401
+from core.methods import dccf, dcn, dec, dscnss, iciclegcn, kmeans, n2d, rdc  # noqa: F401

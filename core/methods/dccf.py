@@ -134,6 +134,8 @@ class DCCFMethod(Method):
     reference = ("Cai, Wang, Xu, Guo. Unsupervised deep clustering via contractive feature "
                  "representation and focal loss. Pattern Recognition 123 (2022) 108386")
     Params = DCCFParams
+    suits = "vectors or small grey images (flattened), n up to ~100k"
+    cost = "USPS ~6 min on a CPU (~70 s after the shared pretraining); USPS ACC 78.2"
 
     @classmethod
     def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None,

@@ -48,6 +48,8 @@ class DECMethod(Method):
     reference = ("Xie, Girshick, Farhadi. Unsupervised Deep Embedding for Clustering Analysis. "
                  "ICML 2016")
     Params = DECParams
+    suits = "vectors or small grey images (flattened), n from ~500 to ~100k"
+    cost = "USPS ~1 min on a CPU after the shared pretraining (~8 min with it); USPS ACC 75.7"
 
     @classmethod
     def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None, params: DECParams) -> int:
@@ -68,6 +70,8 @@ class IDECMethod(Method):
     reference = ("Guo, Gao, Liu, Yin. Improved Deep Embedded Clustering with Local Structure "
                  "Preservation. IJCAI 2017")
     Params = IDECParams
+    suits = "vectors or small grey images (flattened), n from ~500 to ~100k"
+    cost = "USPS ~50 s on a CPU after the shared pretraining (~8 min with it); USPS ACC 76.6"
 
     @classmethod
     def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None,

@@ -207,6 +207,8 @@ class DSCNSSMethod(Method):
                  "clustering networks, NeurIPS 2017")
     accepts = InputSpec(kinds=("images",), min_n=4)
     Params = DSCNSSParams
+    suits = "small image sets on subspaces (faces, objects); n up to a few thousand (n x n matrix)"
+    cost = "ORL (n=400) ~1.5 min, COIL20 ~11 min, Extended Yale B ~35 min on a CPU; ORL ACC 82.9"
 
     @classmethod
     def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int,

@@ -304,6 +304,8 @@ class IcicleGCNMethod(Method):
     reference = ("Xu, Huang, Wang, Lai. Deep image clustering with contrastive learning and "
                  "multi-scale graph convolutional networks. Pattern Recognition 146 (2024) 110065")
     Params = IcicleGCNParams
+    suits = "colour or grey images with a GPU (contrastive ResNet); vectors: its graph stage only"
+    cost = "the paper's schedule needs a GPU for hours; CPU smoke runs only (USPS ~20 min, reduced)"
 
     @classmethod
     def memory_bytes(cls, shape: tuple[int, ...], n_clusters: int | None,

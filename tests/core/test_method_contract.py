@@ -64,6 +64,14 @@ CONTRACT: dict[str, Entry] = {
         # one joint epoch of 54,000 samples with the exact Jacobian: tens of seconds to its report
         LongPhase({"pretrain_epochs": 0, "n_init": 1, "epochs": 100}, after_phase="kmeans_init",
                   copies=30),)),
+    "n2d": Entry({"hidden_dims": [64, 64, 128], "batch_size": 64, "pretrain_epochs": 3}, (
+        # one pretraining epoch of 18,000 samples; UMAP and the mixture are library calls,
+        # checked around
+        LongPhase({"pretrain_epochs": 5}, copies=10),)),
+    "dcn": Entry({**SMALL_AE, "pretrain_epochs": 2, "epochs": 2}, (
+        # one clustering epoch of 54,000 samples (211 batches): reported only at its end
+        LongPhase({"pretrain_epochs": 0, "n_init": 1, "epochs": 100}, after_phase="kmeans_init",
+                  copies=30),)),
     "rdc": Entry({**SMALL_AE, "pretrain_epochs": 2, "refresh_interval": 5, "maxiter": 20}, (
         LongPhase({"pretrain_epochs": 5}, copies=10),
         LongPhase({"pretrain_epochs": 0, "n_init": 1, "refresh_interval": 100_000,

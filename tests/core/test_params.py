@@ -136,6 +136,8 @@ TINY = {  # a short run of every phase, default architectures
     "kmeans": ("vectors", {"n_init": 2}),
     "dec": ("vectors", {"pretrain_epochs": 1, "maxiter": 20, "n_init": 2}),
     "dccf": ("vectors", {"pretrain_epochs": 1, "epochs": 1, "n_init": 2}),
+    "dcn": ("vectors", {"pretrain_epochs": 1, "epochs": 1, "n_init": 2}),
+    "n2d": ("vectors", {"pretrain_epochs": 1}),
     "dscnss": (
         "images",
         {"pretrain_epochs": 1, "j1_epochs_first": 2, "j1_epochs": 1, "rounds": 1, "j2_epochs": 2},

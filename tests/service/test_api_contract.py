@@ -110,7 +110,7 @@ def test_schema_documents_errors_and_enums(client):
             if operation.get("parameters") or operation.get("requestBody"):
                 assert "422" in codes, f"{verb} {path}"
     job_create = schema["components"]["schemas"]["JobCreate"]["properties"]["method"]
-    assert job_create["enum"] == method_names()
+    assert job_create["enum"] == [*method_names(), "auto"]  # auto: core.jobs.pick_method
     upload_params = {p["name"]: p for p in paths["/datasets"]["post"]["parameters"]}
     format_schema = upload_params["format"]["schema"]["anyOf"][0]
     assert format_schema["enum"] == list(FORMATS)
