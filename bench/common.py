@@ -34,9 +34,10 @@ def run_cli(
     results: Path,
     device: str | None = None,
     extra: list[str] | None = None,
+    cache_dir: Path | None = CACHE,
 ) -> dict:
     """One `deepclust run`; its JSON line is appended to `results` by the CLI itself.
-    `extra`: more CLI arguments (e.g. --embedding-out)."""
+    `extra`: more CLI arguments (e.g. --embedding-out); `cache_dir` None: pretrain afresh."""
     command = [
         sys.executable,
         "-m",
@@ -53,10 +54,10 @@ def run_cli(
         str(seed),
         "--results",
         str(results),
-        "--cache-dir",
-        str(CACHE),
         "--quiet",
     ]
+    if cache_dir is not None:
+        command += ["--cache-dir", str(cache_dir)]
     if device:
         command += ["--device", device]
     command += extra or []

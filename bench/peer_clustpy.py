@@ -6,10 +6,12 @@ DEC-keras USPS preset in bench/baselines.py). ClustPy keeps its own clustering p
     make peer-env      # installs clustpy 0.0.3 into its own folder, once
     PYTHONPATH=$(readlink .venv)-clustpy .venv/bin/python bench/peer_clustpy.py \
         --datasets usps --seeds 0 1 2
-    ... bench/peer_clustpy.py --methods clustpy_dcn     # beside our dcn (bench/n2d_dcn.py)
+    ... bench/peer_clustpy.py --methods clustpy_dcn dcn --threads 1   # side by side
 
-Each run is a fresh process (so peak memory is its own) and appends a JSON line in the
-format of the other benchmarks to bench/results/peer_clustpy.jsonl.
+A name without the clustpy_ prefix runs ours through `deepclust run` with the same pretraining
+and clustering schedule and no weight cache, so both wall times include the pretraining. Each
+run is a fresh process (so peak memory is its own), at the same torch thread count, and appends
+a JSON line in the format of the other benchmarks to bench/results/peer_clustpy.jsonl.
 """
 
 from __future__ import annotations
@@ -21,12 +23,41 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from common import RESULTS, ROOT, data_path
+from common import RESULTS, ROOT, data_path, run_cli
 
 sys.path.insert(0, str(ROOT))
 
+PEERS = ("clustpy_dec", "clustpy_idec", "clustpy_dcn")
+# ours, with ClustPy's clustering schedule (150 Adam epochs at 1e-4, batch 256)
+OURS = {"dcn": {"epochs": 150, "optimizer": "adam", "lr": 1e-4}}
 
-def run_one(dataset: str, method: str, seed: int, pretrain_epochs: int, results: str) -> None:
+
+def run_ours(
+    dataset: str, method: str, seed: int, pretrain_epochs: int, results: str, threads: int | None
+) -> None:
+    params = {
+        "pretrain_epochs": pretrain_epochs,
+        "pretrain_optimizer": "adam",
+        "pretrain_lr": 1e-3,
+        "batch_size": 256,
+        "embedding_dim": 10,
+        **OURS[method],
+    }
+    extra = ["--threads", str(threads)] if threads else []
+    record = run_cli(
+        data_path(dataset), method, 10, params, seed, results, extra=extra, cache_dir=None
+    )
+    print(
+        json.dumps(
+            {k: record[k] for k in ("method", "dataset", "seed", "acc", "nmi", "ari", "wall_s")}
+        ),
+        flush=True,
+    )
+
+
+def run_one(
+    dataset: str, method: str, seed: int, pretrain_epochs: int, results: str, threads: int | None
+) -> None:
     import clustpy
     import torch
     from clustpy.deep import DCN, DEC, IDEC
@@ -47,8 +78,10 @@ def run_one(dataset: str, method: str, seed: int, pretrain_epochs: int, results:
         "clustering_optimizer_params": {"lr": 1e-4},
     }
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    # DCN keeps ClustPy's own loss weights, as users would run it (0.0.3: lambda 0.05 on a
-    # mean squared error; today's: lambda 0.1 on a per-sample sum of squares, as our dcn)
+    if threads:
+        torch.set_num_threads(threads)
+    # DCN keeps ClustPy's own loss weights, as users would run it (0.0.3: lambda 0.1, applied
+    # as lambda/2, on a per-sample sum of squares, as our dcn)
     model = {"clustpy_dec": DEC, "clustpy_idec": IDEC, "clustpy_dcn": DCN}[method](
         n_clusters=10, random_state=seed, device=torch.device(device), **params
     )
@@ -56,6 +89,10 @@ def run_one(dataset: str, method: str, seed: int, pretrain_epochs: int, results:
     model.fit(X)
     wall_s = time.perf_counter() - started
     scores = evaluate(data.y, model.labels_)
+    # ClustPy's DCN reports k-means rerun on the final codes as labels_; its own assignment
+    # (what our dcn returns) is dcn_labels_
+    own = getattr(model, "dcn_labels_", None)
+    diagnostics = {} if own is None else {"acc_dcn_labels": evaluate(data.y, own)["acc"]}
     record = {
         "method": method,
         "dataset": dataset,
@@ -68,6 +105,8 @@ def run_one(dataset: str, method: str, seed: int, pretrain_epochs: int, results:
         "versions": {**library_versions(), "clustpy": getattr(clustpy, "__version__", "0.0.3")},
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "params": params,
+        "diagnostics": diagnostics,
+        "torch_threads": torch.get_num_threads(),
     }
     with open(results, "a") as out:
         out.write(json.dumps(record) + "\n")
@@ -84,20 +123,36 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--datasets", nargs="+", default=["usps"])
-    parser.add_argument("--methods", nargs="+", default=["clustpy_dec", "clustpy_idec"])
+    parser.add_argument(
+        "--methods", nargs="+", default=["clustpy_dec", "clustpy_idec"], choices=[*PEERS, *OURS]
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--pretrain-epochs", type=int, default=50)
+    parser.add_argument("--threads", type=int, help="torch CPU threads, the same for every run")
     parser.add_argument("--results", default=str(RESULTS / "peer_clustpy.jsonl"))
     parser.add_argument(
         "--one", nargs=3, metavar=("DATASET", "METHOD", "SEED"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.one:
-        run_one(args.one[0], args.one[1], int(args.one[2]), args.pretrain_epochs, args.results)
+        run_one(
+            args.one[0],
+            args.one[1],
+            int(args.one[2]),
+            args.pretrain_epochs,
+            args.results,
+            args.threads,
+        )
         return
+    threads = ["--threads", str(args.threads)] if args.threads else []
     for dataset in args.datasets:
         for seed in args.seeds:
             for method in args.methods:
+                if method in OURS:
+                    run_ours(
+                        dataset, method, seed, args.pretrain_epochs, args.results, args.threads
+                    )
+                    continue
                 subprocess.run(
                     [
                         sys.executable,
@@ -110,6 +165,7 @@ def main() -> None:
                         str(args.pretrain_epochs),
                         "--results",
                         args.results,
+                        *threads,
                     ],
                     check=True,
                 )

@@ -146,6 +146,7 @@ def main() -> None:
         "--params", type=json.loads, default={}, help="extra rdc params as JSON (every run)"
     )
     parser.add_argument("--device")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (results depend on it)")
     parser.add_argument("--results", default=str(RESULTS / "rdc.jsonl"))
     parser.add_argument(
         "--table", action="store_true", help="print the table of the results files and exit"
@@ -170,7 +171,8 @@ def main() -> None:
                         seed,
                         Path(args.results),
                         args.device,
-                        extra=["--embedding-out", str(emb), "--out", str(out)],
+                        extra=["--embedding-out", str(emb), "--out", str(out)]
+                        + (["--threads", str(args.threads)] if args.threads else []),
                     )
                     labels = np.loadtxt(out, delimiter=",", skiprows=1, usecols=2, dtype=np.int64)
                     offline = {

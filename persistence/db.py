@@ -34,7 +34,10 @@ def get_engine() -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # a bounded connect: an unreachable server fails /ready and requests in seconds, not after
+    # the operating system's TCP timeout (minutes)
+    connect_args = {"connect_timeout": 10} if url.startswith("postgresql") else {}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 @lru_cache
