@@ -84,20 +84,22 @@ class Clock:
 
 @dataclass
 class LossMeans:
-    """Sample-weighted means of the step terms since the last `pop`."""
+    """Sample-weighted means of the step terms since the last `pop`. The sums stay on the
+    terms' device (in float64) until `pop`, so a step never waits for the GPU to read a loss."""
 
-    sums: dict[str, float] = field(default_factory=dict)
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
     rows: int = 0
 
     def add(self, terms: Terms, rows: int) -> None:
         for key, value in terms.items():
             if key.startswith("_"):
                 continue
-            self.sums[key] = self.sums.get(key, 0.0) + value.item() * rows
+            weighted = value.detach().double() * rows
+            self.sums[key] = self.sums[key] + weighted if key in self.sums else weighted
         self.rows += rows
 
     def pop(self) -> dict[str, float] | None:
-        means = {k: v / self.rows for k, v in self.sums.items()} if self.rows else None
+        means = {k: v.item() / self.rows for k, v in self.sums.items()} if self.rows else None
         self.sums, self.rows = {}, 0
         return means
 
