@@ -80,9 +80,10 @@ class JobOutcome:
 
 
 def pick_method(shape: tuple[int, ...], n_clusters: int | None) -> tuple[str, str]:
-    """The method AUTO runs on data of `shape` (n first), and why. N2D had the best NMI on
-    digits, its ACC on par with the best, at a cost near ae_kmeans' (docs/methods/n2d.md), so
-    it is the default wherever an autoencoder has enough data and UMAP stays cheap."""
+    """The method AUTO runs on data of `shape` (n first), and why. N2D has the best ACC and NMI
+    on USPS and digits and the paper's figures on MNIST, at a cost near ae_kmeans'
+    (bench/README.md), so it is the default wherever an autoencoder has enough data and UMAP
+    stays cheap."""
     n, features = shape[0], math.prod(shape[1:])
     if n_clusters is None:
         return "rdc", "auto: n_clusters omitted; rdc finds it (DBSCAN on its codes)"
