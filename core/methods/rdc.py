@@ -249,8 +249,8 @@ class RDCMethod(Method):
                  "arXiv 2503.03733")
     Params = RDCParams
     suits = "images or vectors when n_clusters is unknown: the one method that finds it"
-    cost = ("BreastMNIST ~4 min on a CPU (ACAI pretraining); BreastMNIST ACC 61.8, USPS below "
-            "k-means")
+    cost = ("BreastMNIST (n=780) ~5 min on one CPU thread (200 ACAI epochs, then phase 2); "
+            "BreastMNIST ACC 68.0 / F1 macro 55.9, USPS 62.6 (reduced schedule)")
     accepts = InputSpec(finds_n_clusters=True)  # without n_clusters: DBSCAN on the final codes
 
     @classmethod
