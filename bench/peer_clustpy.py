@@ -118,6 +118,27 @@ def run_one(
     )
 
 
+def time_centre_updates(n: int = 9298, k: int = 10, batch: int = 256) -> None:
+    """One USPS-sized epoch of DCN's centre updates (Eq. 8): ClustPy's per-sample loop against
+    ours (one running-mean update per cluster), on random codes, one thread."""
+    import torch
+    from clustpy.deep.dcn import _compute_centroids
+
+    from core.methods.dcn import update_centers
+
+    torch.set_num_threads(1)
+    z, labels = torch.randn(n, k), torch.randint(0, k, (n,))
+    for name, update in (
+        ("clustpy", lambda c, m, zb, lb: _compute_centroids(c, zb, m, lb)),
+        ("ours", update_centers),
+    ):
+        centers, counts = torch.randn(k, k), torch.full((k,), 100.0)
+        started = time.perf_counter()
+        for s in range(0, n, batch):
+            update(centers, counts, z[s : s + batch], labels[s : s + batch])
+        print(f"{name}: {time.perf_counter() - started:.4f} s per epoch of centre updates")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -131,9 +152,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads, the same for every run")
     parser.add_argument("--results", default=str(RESULTS / "peer_clustpy.jsonl"))
     parser.add_argument(
+        "--time-centre-updates", action="store_true", help="time DCN's centre updates and exit"
+    )
+    parser.add_argument(
         "--one", nargs=3, metavar=("DATASET", "METHOD", "SEED"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
+    if args.time_centre_updates:
+        return time_centre_updates()
     if args.one:
         run_one(
             args.one[0],
