@@ -1,4 +1,4 @@
-"""N2D and DCN on USPS or MNIST beside ae_kmeans, all three on one pretrained autoencoder per seed.
+"""N2D and DCN beside ae_kmeans on a benchmark set, on one pretrained autoencoder per seed.
 
     python bench/n2d_dcn.py --datasets usps --seeds 0 1 2 --threads 1
     python bench/n2d_dcn.py --datasets mnist --pretrain-epochs 1000 --device cuda   # N2D's
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--results", default=str(RESULTS / "n2d_dcn.jsonl"))
     args = parser.parse_args()
     for dataset in args.datasets:
-        k = len(np.unique(np.load(data_path(dataset))["y"]))
+        n_clusters = len(np.unique(np.load(data_path(dataset))["y"]))
         for seed in args.seeds:
             for method in args.methods:
                 params = dict(PRESETS.get(dataset, PRESETS["usps"])["pretrain"])
@@ -46,7 +46,7 @@ def main() -> None:
                 if method != "ae_kmeans":
                     params.update(json.loads(args.extra))
                 extra = ["--threads", str(args.threads)] if args.threads else []
-                record = run_cli(data_path(dataset), method, k, params, seed, args.results,
+                record = run_cli(data_path(dataset), method, n_clusters, params, seed, args.results,
                                  args.device, extra)
                 print(json.dumps({k: record.get(k) for k in SHOWN}), flush=True)
 
