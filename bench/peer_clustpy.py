@@ -106,7 +106,6 @@ def run_one(
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "params": params,
         "diagnostics": diagnostics,
-        "torch_threads": torch.get_num_threads(),
     }
     with open(results, "a") as out:
         out.write(json.dumps(record) + "\n")
