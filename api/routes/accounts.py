@@ -32,7 +32,7 @@ class KeyCreate(BaseModel):
     )
 
 
-@router.post("/keys", status_code=201, responses=errors(401, 403, 422, 429))
+@router.post("/keys", status_code=201, responses=errors(400, 401, 403, 422, 429))
 def create_key(body: KeyCreate, session: SessionDep, _admin: AdminDep) -> dict:
     """A new key. Its `token` is in this response only: the server keeps just its hash."""
     key, token = accounts.create_key(session, **body.model_dump())

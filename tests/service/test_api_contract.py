@@ -109,6 +109,8 @@ def test_schema_documents_errors_and_enums(client):
                 assert "404" in codes, f"{verb} {path}"
             if operation.get("parameters") or operation.get("requestBody"):
                 assert "422" in codes, f"{verb} {path}"
+            if operation.get("requestBody"):  # a body that is not JSON (or multipart) is a 400
+                assert "400" in codes, f"{verb} {path}"
     job_create = schema["components"]["schemas"]["JobCreate"]["properties"]["method"]
     assert job_create["enum"] == [*method_names(), "auto"]  # auto: core.jobs.pick_method
     upload_params = {p["name"]: p for p in paths["/datasets"]["post"]["parameters"]}
