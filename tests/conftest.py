@@ -33,3 +33,15 @@ def deepclust(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """The `deepclust` command line (core/cli.py) in a fresh process, from the repo root."""
     return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def one_torch_thread():
+    """For a fixture (`yield from one_torch_thread()`): torch on one thread while it lasts.
+    Float sums depend on the thread count, and on a shared machine spinning OpenMP threads make
+    step times erratic."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from core.interface import CANCEL_POLL_S, Context, JobCancelled
 from core.registry import get_method, method_names
+from tests.conftest import one_torch_thread
 
 BOUND_S = 5.0
 N, K = 300, 10  # the first 300 digits (8 x 8 images), 10 clusters
@@ -99,12 +100,7 @@ LONG_PHASES = [(name, case) for name, entry in CONTRACT.items() for case in entr
 @pytest.fixture(autouse=True)
 def one_thread():
     """One torch thread: on a shared machine, spinning OpenMP threads make step times erratic."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    yield from one_torch_thread()
 
 
 @pytest.fixture(scope="module")

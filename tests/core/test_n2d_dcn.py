@@ -16,6 +16,7 @@ from core.interface import Context
 from core.jobs import AUTO, JobRejected, job_spec, pick_method, prepare_job, stored_job_spec
 from core.metrics import evaluate
 from core.registry import get_method
+from tests.conftest import one_torch_thread
 
 DEVICE = os.environ.get("DEEPCLUST_TEST_DEVICE", "cpu")
 PRETRAIN = {"pretrain_epochs": 50}  # DEC-keras' USPS schedule: seconds on digits
@@ -34,10 +35,7 @@ MARGINS = {"n2d": {"acc": 0.0, "nmi": 0.07}, "dcn": {"acc": -0.02, "nmi": 0.02}}
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """One torch thread, as the figures above were measured (float sums depend on it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    yield from one_torch_thread()
 
 
 @pytest.fixture(scope="module")
