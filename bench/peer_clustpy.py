@@ -117,16 +117,42 @@ def run_one(
     )
 
 
-def time_centre_updates(n: int = 9298, k: int = 10, batch: int = 256) -> None:
-    """One USPS-sized epoch of DCN's centre updates (Eq. 8): ClustPy's per-sample loop against
-    ours (one running-mean update per cluster), on random codes, one thread."""
+def profile_epoch(results: str, n: int = 9298, dims: int = 256, k: int = 10,
+                  batch: int = 256) -> None:
+    """Where one USPS-sized DCN clustering epoch spends its time, on one thread: our whole epoch
+    (core.methods.dcn.joint_training on random data), the share of it in matrix products
+    (torch.profiler), and the centre updates alone, ClustPy's per-sample loop against ours.
+    ClustPy's network step does the same products (same layers, batch and optimiser), so its
+    epoch costs at least our epoch minus our centre updates plus its own."""
     import torch
     from clustpy.deep.dcn import _compute_centroids
 
-    from core.methods.dcn import update_centers
+    from core.autoencoder import MLPAutoencoder
+    from core.interface import Context
+    from core.methods.dcn import DCNParams, joint_training, update_centers
+    from core.provenance import library_versions
 
     torch.set_num_threads(1)
+    torch.manual_seed(0)
+    data, model = torch.rand(n, dims), MLPAutoencoder(dims, (500, 500, 2000), k)
+    params = DCNParams(epochs=1, batch_size=batch)
+
+    def our_epoch() -> float:
+        centers, assignments = torch.randn(k, k), torch.randint(0, k, (n,))
+        started = time.perf_counter()
+        joint_training(data, model, centers, assignments, params, Context(seed=0, device="cpu"))
+        return time.perf_counter() - started
+
+    our_epoch()  # warm-up
+    epoch_s = min(our_epoch() for _ in range(3))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        our_epoch()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    products = sum(e.self_cpu_time_total for e in events if e.key in ("aten::addmm", "aten::mm"))
+
     z, labels = torch.randn(n, k), torch.randint(0, k, (n,))
+    centre_s = {}
     for name, update in (
         ("clustpy", lambda c, m, zb, lb: _compute_centroids(c, zb, m, lb)),
         ("ours", update_centers),
@@ -135,7 +161,24 @@ def time_centre_updates(n: int = 9298, k: int = 10, batch: int = 256) -> None:
         started = time.perf_counter()
         for s in range(0, n, batch):
             update(centers, counts, z[s : s + batch], labels[s : s + batch])
-        print(f"{name}: {time.perf_counter() - started:.4f} s per epoch of centre updates")
+        centre_s[name] = round(time.perf_counter() - started, 4)
+    bound = (epoch_s - centre_s["ours"] + centre_s["clustpy"]) / epoch_s
+    record = {
+        "method": "dcn_epoch_profile",
+        "dataset": f"random {n}x{dims}",
+        "n": n,
+        "device": "cpu",
+        "our_epoch_s": round(epoch_s, 3),
+        "matrix_product_share": round(products / total, 3),
+        "centre_update_s": centre_s,
+        "clustpy_epoch_at_least_x_ours": round(bound, 3),
+        "versions": library_versions(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "params": {"batch_size": batch, "hidden_dims": [500, 500, 2000], "threads": 1},
+    }
+    with open(results, "a") as out:
+        out.write(json.dumps(record) + "\n")
+    print(json.dumps(record), flush=True)
 
 
 def main() -> None:
@@ -151,14 +194,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads, the same for every run")
     parser.add_argument("--results", default=str(RESULTS / "peer_clustpy.jsonl"))
     parser.add_argument(
-        "--time-centre-updates", action="store_true", help="time DCN's centre updates and exit"
+        "--profile-epoch",
+        action="store_true",
+        help="profile one DCN clustering epoch (bench/results/dcn_epoch_profile.jsonl) and exit",
     )
     parser.add_argument(
         "--one", nargs=3, metavar=("DATASET", "METHOD", "SEED"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
-    if args.time_centre_updates:
-        return time_centre_updates()
+    if args.profile_epoch:
+        return profile_epoch(str(RESULTS / "dcn_epoch_profile.jsonl"))
     if args.one:
         run_one(
             args.one[0],

@@ -204,8 +204,8 @@ def files_table() -> list[str]:
     for file in sorted(RESULTS.glob("*.jsonl")):
         runs = read_runs(file)
         if not runs:
-            lines.append(f"| `{file.name}` | - | side records of a results file (offline metrics) "
-                         "| - | - |")
+            lines.append(f"| `{file.name}` | - | records without clustering scores (a results "
+                         "file's offline metrics, profiles) | - | - |")
             continue
         datasets = ", ".join(sorted({r["dataset"] for r in runs}))
         methods = ", ".join(sorted({r["method"] for r in runs}))
