@@ -14,7 +14,7 @@ from pydantic import Field
 from torch import nn
 
 from core.engine import Batch, Batches, run_epochs
-from core.interface import Context, LayerWidth, MethodParams
+from core.interface import Context, LayerWidth, MethodParams, TrainingFailed
 from core.resources import FLOAT, mlp_activation_floats, mlp_parameters
 from core.training import (
     InputScaling,
@@ -122,7 +122,27 @@ def pretrained_autoencoder(X: torch.Tensor, p: AutoencoderParams, ctx: Context,
         run_epochs(ctx, "pretrain", p.pretrain_epochs,
                    Batches(len(X), p.batch_size, generator=generator, device=ctx.device), step,
                    {"reconstruction": optimizer})
+        check_codes(model, X, p)  # before the weights are cached
         return model
 
     return cached_pretraining(model, train, ctx, "ae", X, p, phase="pretrain",
                               total=p.pretrain_epochs)
+
+
+def check_codes(model: MLPAutoencoder, X: torch.Tensor, p: AutoencoderParams,
+                rows: int = 4096) -> None:
+    """Fail clearly rather than cluster codes that carry nothing. With Adam at a learning rate
+    too large for the input's width, the first steps can push every first-layer ReLU below zero
+    for every sample (seen on ORL, 1024 pixels, 2 batches an epoch, seed 0): every code is then
+    the same and k-means returns one cluster."""
+    with torch.no_grad():
+        x = X[:rows]
+        z = model.encoder(x)
+    advice = f"lower pretrain_lr (now {p.pretrain_lr:g}) or try another seed"
+    if not torch.isfinite(z).all():
+        raise TrainingFailed(f"the autoencoder diverged in pretraining (its codes are not "
+                             f"finite): {advice}")
+    if len(z) > 1 and bool((z == z[0]).all()) and not bool((x == x[0]).all()):
+        raise TrainingFailed(f"the autoencoder collapsed in pretraining: every sample gets the "
+                             f"same code (its ReLUs are off for every input), so there is "
+                             f"nothing to cluster: {advice}")

@@ -74,12 +74,17 @@ def main(argv: list[str] | None = None) -> int:
 
         print(json.dumps(list_methods(), indent=2))
         return 0
+    from core.interface import TrainingFailed
+
     try:
         record = run_file(args)
     except (ValueError, KeyError) as exc:  # DataError, JobRejected
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
         print(f"deepclust: error: {message}", file=sys.stderr)
         return 2
+    except TrainingFailed as exc:  # a valid request whose training went nowhere
+        print(f"deepclust: the run failed: {exc}", file=sys.stderr)
+        return 1
     line = json.dumps(record)
     print(line)
     if args.results:

@@ -34,6 +34,11 @@ class JobCancelled(Exception):
     asked to stop."""
 
 
+class TrainingFailed(Exception):
+    """Raised inside `fit` when training ended where no clustering can follow (the network
+    collapsed or diverged). The message says what happened and which parameter to change."""
+
+
 class MethodParams(BaseModel):
     """Base of every method's parameter model: unknown keys and non-finite numbers are refused,
     and every numeric field is bounded (tests/core/test_params.py walks every method's schema)."""

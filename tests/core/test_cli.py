@@ -97,6 +97,17 @@ def test_run_refuses_bad_params_and_unknown_methods(tmp_path):
     assert too_many.returncode == 2 and "n_clusters" in too_many.stderr
 
 
+def test_a_collapsed_training_fails_with_its_cause_and_no_traceback(tmp_path, digits):
+    data = tmp_path / "x.npy"
+    np.save(data, digits[0][:300].reshape(300, -1))
+    params = {"pretrain_epochs": 5, "pretrain_lr": 0.1, "hidden_dims": [64, 64, 128],
+              "batch_size": 64}  # tests/core/test_autoencoder.py: every code ends the same
+    done = deepclust("run", str(data), "--method", "ae_kmeans", "-k", "10", "--params",
+                     json.dumps(params), "--quiet")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "collapsed" in done.stderr and "pretrain_lr" in done.stderr and not done.stdout
+
+
 def test_methods_prints_every_schema():
     done = deepclust("methods")
     assert done.returncode == 0

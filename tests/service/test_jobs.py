@@ -226,3 +226,16 @@ def test_a_job_that_fails_in_the_worker_records_the_reason(client, worker, digit
     job = wait_for(client, job_id, timeout=120)
     assert job["status"] == "failed" and "n_init" in job["error"] and job["finished_at"]
     assert client.get(f"/jobs/{job_id}/assignments.csv").status_code == 409
+
+
+def test_a_job_whose_autoencoder_collapses_fails_naming_the_cause_and_the_remedy(
+    client, worker, digits_id
+):
+    # tests/core/test_autoencoder.py: Adam at 0.1 turns every first-layer ReLU off
+    params = {"pretrain_epochs": 5, "pretrain_lr": 0.1, "hidden_dims": [64, 64, 128],
+              "batch_size": 64}
+    job = wait_for(client, submit(client, digits_id, "ae_kmeans", params=params)["id"],
+                   timeout=120)
+    assert job["status"] == "failed" and job["error"].startswith("TrainingFailed: "), job
+    assert "collapsed" in job["error"] and "lower pretrain_lr (now 0.1)" in job["error"]
+    assert client.get(f"/jobs/{job['id']}/assignments.csv").status_code == 409
