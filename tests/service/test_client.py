@@ -26,7 +26,7 @@ SHORT_DEC = {
     "maxiter": 40,
     "n_init": 1,
 }
-# SGD at lr 1, momentum 0.99 on unscaled pixels diverges: the embedding is NaN, k-means refuses it.
+# SGD at lr 1, momentum 0.99 on unscaled pixels diverges: the codes are NaN, the fit says so.
 DIVERGING = {
     "hidden_dims": [32],
     "pretrain_epochs": 3,
@@ -357,7 +357,8 @@ def test_a_failed_job_exits_the_cli_non_zero_and_raises_job_failed(api, server, 
         server=server,
     )
     assert done.returncode == 1
-    assert "failed: ValueError" in done.stderr and "NaN" in done.stderr
+    assert "failed: TrainingFailed" in done.stderr and "diverged" in done.stderr
+    assert "lower pretrain_lr" in done.stderr
     assert not (tmp_path / "never.csv").exists()
     job_id = done.stderr.split("job ")[1].split()[0]
     with pytest.raises(JobFailed) as failed:
