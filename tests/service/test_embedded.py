@@ -166,7 +166,8 @@ def test_a_job_survives_the_whole_embedded_service_being_killed(tmp_path, digits
 def test_job_submission_and_dataset_deletion_are_serialised_on_sqlite(tmp_path):
     """The embedded default has no row locks: the first write takes SQLite's write lock for
     the transaction instead. 15 concurrent pairs over HTTP: never a 500, and every job
-    accepted with 202 still exists (its dataset's delete was refused)."""
+    accepted with 202 still exists (its dataset's delete was refused). The jobs are slow (5000
+    pretraining steps), so none can finish, and let its dataset go, while the pairs run."""
     from concurrent.futures import ThreadPoolExecutor
 
     service = EmbeddedService(tmp_path)
@@ -184,7 +185,8 @@ def test_job_submission_and_dataset_deletion_are_serialised_on_sqlite(tmp_path):
             return httpx.post(
                 f"{service.base}/jobs",
                 timeout=60,
-                json={"dataset_id": dataset_id, "method": "kmeans", "n_clusters": 2},
+                json={"dataset_id": dataset_id, "method": "ae_kmeans", "n_clusters": 2,
+                      "params": {"pretrain_epochs": 5000}},
             )
 
         def delete(dataset_id):
@@ -201,5 +203,8 @@ def test_job_submission_and_dataset_deletion_are_serialised_on_sqlite(tmp_path):
             )
             if job.status_code == 202:
                 assert httpx.get(f"{service.base}/jobs/{job.json()['id']}").status_code == 200
+        for job, _ in pairs:  # a quick stop: the worker finishes its running job first
+            if job.status_code == 202:
+                httpx.post(f"{service.base}/jobs/{job.json()['id']}/cancel", timeout=60)
     finally:
         service.kill()
