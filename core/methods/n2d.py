@@ -77,7 +77,7 @@ class N2DMethod(Method):
                  "ICPR 2020")
     Params = N2DParams
     suits = ("images or dense vectors, n from ~500 to ~200k; the `auto` default: the paper's "
-             "figures on USPS (95.9 / 90.4) and MNIST (97.9 / 94.3), 3 seeds each")
+             "figures on USPS (95.9 / 90.4) and MNIST (97.9 / 94.4), 3 seeds each")
     cost = ("the shared autoencoder pretraining (as ae_kmeans), then UMAP and the mixture: "
             "~90 s on USPS (n=9298) on one CPU thread; MNIST ~20 min with 50 pretraining epochs")
 
